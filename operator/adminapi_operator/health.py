@@ -1,0 +1,22 @@
+"""The rollout gate's health check: the guide's four endpoints must answer 200."""
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from .builders import HEALTH_PATHS
+
+
+def check_endpoints(base_url: str, timeout: float = 3.0) -> str | None:
+    """None when every endpoint answers 200, else what failed first (no response bodies: they may say too much)."""
+    for path in HEALTH_PATHS:
+        try:
+            with urllib.request.urlopen(base_url + path, timeout=timeout) as response:
+                if response.status != 200:
+                    return f"{path} answered {response.status}"
+        except urllib.error.HTTPError as e:
+            return f"{path} answered {e.code}"
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            return f"{path} unreachable ({type(reason).__name__})"
+    return None

@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.support.services",
+    "tests.support.openai_server",
+    "tests.support.kube",
+]
