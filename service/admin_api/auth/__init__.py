@@ -1,0 +1,1 @@
+"""Login, logout and server-side sessions (cookie + Redis)."""

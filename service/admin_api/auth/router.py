@@ -1,0 +1,70 @@
+"""/api/v1/auth: login, logout, me."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+
+from admin_api.auth.dependencies import SESSION_COOKIE, AuthenticatedUser
+from admin_api.auth.schemas import LoginRequest, UserOut
+from admin_api.auth.service import AuthService, InvalidCredentials, TooManyFailures
+from admin_api.core.deps import ResourcesDep
+from admin_api.settings import Settings
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+async def auth_service(resources: ResourcesDep) -> AuthService:
+    return AuthService(resources.pool, resources.redis, resources.settings)
+
+
+Auth = Annotated[AuthService, Depends(auth_service)]
+
+
+@router.post("/login", response_model=UserOut)
+async def login(body: LoginRequest, request: Request, response: Response, service: Auth) -> UserOut:
+    try:
+        result = await service.login(
+            body.username,
+            body.password,
+            client_ip=request.client.host if request.client else "unknown",
+            previous_session=request.cookies.get(SESSION_COOKIE),
+        )
+    except InvalidCredentials:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password.") from None
+    except TooManyFailures as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "Too many failed logins; try again later.",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    _set_session_cookie(response, result.session_id, service.settings)
+    return UserOut(id=result.user.id, username=result.user.username, is_admin=result.user.is_admin)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(user: AuthenticatedUser, service: Auth) -> Response:
+    await service.logout(user.session_id_hash)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=service.settings.cookie_secure, httponly=True, samesite="lax"
+    )
+    return response
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: AuthenticatedUser) -> UserOut:
+    return UserOut(id=user.id, username=user.username, is_admin=user.is_admin)
+
+
+def _set_session_cookie(response: Response, session_id: str, settings: Settings) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=settings.session_max_seconds,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,  # not readable by page scripts
+        samesite="lax",  # not sent on cross-site subresource requests or cross-site POSTs
+    )

@@ -1,0 +1,321 @@
+"""chat/send: store the user's message, ask the LLM with the conversation's recent turns, store the answer.
+
+Stored states of a turn (CNVS_MSG."STTS_CD"):
+- answered: user message 'complete', assistant message 'complete'.
+- the LLM failed before answering (down, slow, error status): the user message is kept, marked 'failed'
+  (the client shows "not answered, retry"), and no assistant message is stored.
+- a stream that broke or whose client went away: the user message 'failed' and the partial answer, if any,
+  stored as an assistant message 'failed'.
+Only 'complete' messages are sent to the LLM as context, so a failed turn never confuses later answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import asyncpg
+import openai
+from redis.asyncio import Redis
+
+from admin_api.chat import llm, repository
+from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
+from admin_api.chat.schemas import ChatSendRequest, ChatSendResponse, TokenUsage
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_MESSAGES = 20  # previous complete messages sent to the LLM (10 turns): bounds prompt size and cost
+TITLE_MAX_CHARS = 60
+CLEANUP_TIMEOUT_SECONDS = 5.0
+
+# observe_llm(outcome, seconds): feeds the core's llm_request_duration_seconds{outcome} histogram.
+LLMLatencyObserver = Callable[[str, float], None]
+
+
+class ConversationNotFound(Exception):
+    """Unknown, deleted, or another user's conversation: all look the same to the caller (404)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    cnvs_idt_id: str
+    user_message_id: str
+    prompt: list[dict[str, str]]  # recent complete messages, then the new user message
+    temperature: float | None
+
+
+class TurnFailed(Exception):
+    """The LLM failed; the user's message is stored, and the client can retry in the same conversation."""
+
+    def __init__(self, error: llm.LLMError, turn: Turn) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.turn = turn
+
+
+@dataclass(frozen=True)
+class ReplayedAnswer:
+    """The stored result of an earlier send with the same Idempotency-Key."""
+
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    name: str  # start | delta | end | error
+    data: dict[str, Any]
+
+
+def conversation_title(message: str) -> str:
+    title = " ".join(message.split())
+    return title if len(title) <= TITLE_MAX_CHARS else title[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+
+
+def replay_events(result: dict[str, Any]) -> list[ChatEvent]:
+    """A stored result told again as the events of a stream."""
+    return [
+        ChatEvent("start", {"cnvs_idt_id": result["cnvs_idt_id"], "user_message_id": result["user_message_id"]}),
+        ChatEvent("delta", {"content": result["answer"]}),
+        ChatEvent("end", _end_event_data(result)),
+    ]
+
+
+def _end_event_data(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key != "answer"}
+
+
+async def _shielded(action: Callable[[], Awaitable[None]]) -> None:
+    """Run cleanup even while the request is being cancelled (client gone), but never for long."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_SECONDS):
+        try:
+            await action()
+        except Exception as exc:  # cleanup is best effort: the turn was already stored as sent
+            logger.warning("chat cleanup failed", extra={"error_type": type(exc).__name__})
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        llm_client: openai.AsyncOpenAI,
+        model: str,
+        user_id: int,
+        observe_llm: LLMLatencyObserver,
+    ) -> None:
+        self._pool = pool
+        self._llm = llm_client
+        self._model = model
+        self._user_id = user_id
+        self._observe_llm = observe_llm
+        self._idempotency = IdempotencyStore(redis, user_id=user_id)
+
+    async def send(
+        self, request: ChatSendRequest, idempotency_key: str | None
+    ) -> ChatSendResponse | AnswerStream | ReplayedAnswer:
+        if idempotency_key is None:
+            return await self._run(request, claim=None)
+        claimed = await self._idempotency.claim(idempotency_key, fingerprint(request.fingerprint_fields()))
+        if isinstance(claimed, Replay):
+            return ReplayedAnswer(claimed.result)
+        try:
+            return await self._run(request, claimed)
+        except BaseException:
+            await _shielded(lambda: self._idempotency.release(claimed))
+            raise
+
+    async def _run(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
+        turn = await self._start_turn(request)
+        if request.stream:
+            return await self._open_answer_stream(turn, claim)
+        result = await self._answer(turn)
+        if claim is not None:
+            await self._idempotency.finish(claim, result.model_dump(mode="json"))
+        return result
+
+    async def _start_turn(self, request: ChatSendRequest) -> Turn:
+        """Resolve or create the conversation and commit the user's message before the LLM is asked."""
+        user_message_id = str(uuid.uuid4())
+        async with self._pool.acquire() as conn, conn.transaction():
+            cnvs_idt_id = await self._conversation_for(conn, request)
+            history = await repository.recent_complete_messages(conn, cnvs_idt_id=cnvs_idt_id, limit=CONTEXT_MESSAGES)
+            await repository.add_message(
+                conn,
+                msg_idt_id=user_message_id,
+                cnvs_idt_id=cnvs_idt_id,
+                role=repository.ROLE_USER,
+                content=request.message,
+            )
+        prompt = [{"role": role, "content": content} for role, content in history]
+        prompt.append({"role": "user", "content": request.message})
+        return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature)
+
+    async def _conversation_for(self, conn: asyncpg.Connection, request: ChatSendRequest) -> str:
+        if not request.cnvs_idt_id:
+            cnvs_idt_id = str(uuid.uuid4())
+            await repository.create_conversation(
+                conn, cnvs_idt_id=cnvs_idt_id, user_id=self._user_id, title=conversation_title(request.message)
+            )
+            return cnvs_idt_id
+        if not await repository.owns_active_conversation(conn, cnvs_idt_id=request.cnvs_idt_id, user_id=self._user_id):
+            raise ConversationNotFound()
+        return request.cnvs_idt_id
+
+    async def _answer(self, turn: Turn) -> ChatSendResponse:
+        started = time.perf_counter()
+        try:
+            completion = await llm.complete(
+                self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature
+            )
+        except llm.LLMError as error:
+            self._observe_llm(error.outcome, time.perf_counter() - started)
+            await _shielded(lambda: self.record_failed_turn(turn, partial_answer=""))
+            raise TurnFailed(error, turn) from error
+        self._observe_llm("ok", time.perf_counter() - started)
+        return await self.record_answer(turn, completion.text, completion.usage)
+
+    async def _open_answer_stream(self, turn: Turn, claim: Claim | None) -> AnswerStream:
+        started = time.perf_counter()
+        try:
+            upstream = await llm.open_stream(
+                self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature
+            )
+        except llm.LLMError as error:
+            self._observe_llm(error.outcome, time.perf_counter() - started)
+            await _shielded(lambda: self.record_failed_turn(turn, partial_answer=""))
+            raise TurnFailed(error, turn) from error
+        return AnswerStream(self, turn, upstream, claim, started)
+
+    async def record_answer(self, turn: Turn, answer: str, usage: TokenUsage | None) -> ChatSendResponse:
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored = await repository.add_message(
+                conn,
+                msg_idt_id=str(uuid.uuid4()),
+                cnvs_idt_id=turn.cnvs_idt_id,
+                role=repository.ROLE_ASSISTANT,
+                content=answer,
+            )
+            await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
+        return ChatSendResponse(
+            cnvs_idt_id=turn.cnvs_idt_id,
+            user_message_id=turn.user_message_id,
+            message_id=stored.msg_idt_id,
+            answer=answer,
+            created_at=stored.created_at,
+            usage=usage,
+        )
+
+    async def record_failed_turn(self, turn: Turn, partial_answer: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.mark_message_failed(conn, msg_idt_id=turn.user_message_id)
+            if partial_answer:
+                await repository.add_message(
+                    conn,
+                    msg_idt_id=str(uuid.uuid4()),
+                    cnvs_idt_id=turn.cnvs_idt_id,
+                    role=repository.ROLE_ASSISTANT,
+                    content=partial_answer,
+                    status=repository.STATUS_FAILED,
+                )
+            await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
+
+    async def finish_idempotent(self, claim: Claim | None, result: dict[str, Any]) -> None:
+        if claim is not None:
+            await self._idempotency.finish(claim, result)
+
+    async def release_idempotent(self, claim: Claim | None) -> None:
+        if claim is not None:
+            await self._idempotency.release(claim)
+
+    def observe_llm(self, outcome: str, started: float) -> None:
+        self._observe_llm(outcome, time.perf_counter() - started)
+
+
+class AnswerStream:
+    """A streamed answer: `events()` for the response body, `abort()` always called when the response ends.
+
+    The answer is stored when the upstream stream ends. If our client goes away first, `abort()` closes the
+    upstream request (vLLM then stops generating) and stores the partial answer as 'failed'.
+    """
+
+    def __init__(
+        self, service: ChatService, turn: Turn, upstream: openai.AsyncStream, claim: Claim | None, started: float
+    ) -> None:
+        self.turn = turn
+        self._service = service
+        self._upstream = upstream
+        self._claim = claim
+        self._started = started
+        self._pieces: list[str] = []
+        self._settled = False  # the outcome (answer or failure) was stored: abort() has nothing to do
+        self._events: AsyncIterator[ChatEvent] | None = None
+
+    def events(self) -> AsyncIterator[ChatEvent]:
+        self._events = self._generate()
+        return self._events
+
+    async def _generate(self) -> AsyncIterator[ChatEvent]:
+        turn = self.turn
+        yield ChatEvent("start", {"cnvs_idt_id": turn.cnvs_idt_id, "user_message_id": turn.user_message_id})
+        usage: TokenUsage | None = None
+        failure: llm.LLMError | None = None
+        try:
+            async for piece in llm.stream_pieces(self._upstream):
+                if isinstance(piece, TokenUsage):
+                    usage = piece
+                    continue
+                self._pieces.append(piece)
+                yield ChatEvent("delta", {"content": piece})
+        except llm.LLMError as error:
+            failure = error
+        self._settled = True
+        if failure is not None:
+            await _shielded(lambda: self._settle_failure(failure.outcome))
+            yield ChatEvent("error", self._error_data(failure))
+            return
+        result: dict[str, Any] = {}
+
+        async def store_answer() -> None:
+            # Shielded: once the upstream has finished, a client leaving must not lose the answer.
+            await self._upstream.close()
+            self._service.observe_llm("ok", self._started)
+            stored = await self._service.record_answer(self.turn, "".join(self._pieces), usage)
+            result.update(stored.model_dump(mode="json"))
+            await self._service.finish_idempotent(self._claim, result)
+
+        await _shielded(store_answer)
+        if not result:  # storing failed (logged): free the key for a retry and tell the client
+            await _shielded(lambda: self._service.release_idempotent(self._claim))
+            stored_nothing = "The answer could not be stored. Please try again."
+            yield ChatEvent("error", self._error_data(llm.LLMUnavailable(), stored_nothing))
+            return
+        yield ChatEvent("end", _end_event_data(result))
+
+    def _error_data(self, error: llm.LLMError, detail: str | None = None) -> dict[str, Any]:
+        return {
+            "detail": detail or error.detail,
+            "status": error.status_code,
+            "cnvs_idt_id": self.turn.cnvs_idt_id,
+            "user_message_id": self.turn.user_message_id,
+        }
+
+    async def _settle_failure(self, outcome: str) -> None:
+        await self._upstream.close()
+        self._service.observe_llm(outcome, self._started)
+        await self._service.release_idempotent(self._claim)
+        await self._service.record_failed_turn(self.turn, partial_answer="".join(self._pieces))
+
+    async def abort(self) -> None:
+        """Called when the response ends for any reason; cleans up only if the stream did not settle itself."""
+        if self._events is not None:
+            await _shielded(self._events.aclose)
+        if not self._settled:
+            self._settled = True
+            logger.info("chat stream ended early", extra={"cnvs_idt_id": self.turn.cnvs_idt_id})
+            await _shielded(lambda: self._settle_failure("cancelled"))

@@ -1,0 +1,205 @@
+"""`admin-api`: the service's console script.
+
+    admin-api serve [--host H] [--port P]              run the API (uvicorn)
+    admin-api migrate                                   apply schema migrations (+ bootstrap admin)
+    admin-api create-user USERNAME [--admin] --password-stdin
+
+Exit codes: 0 ok, 1 the command failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+from pydantic import ValidationError
+
+from admin_api.settings import DatabaseSettings, Settings, describe_config_error
+
+# Below Kubernetes' default terminationGracePeriodSeconds (30), so in-flight requests get to finish
+# and the process still exits before it is killed.
+GRACEFUL_SHUTDOWN_SECONDS = 20
+
+log = logging.getLogger("admin_api.cli")
+
+
+class CommandError(Exception):
+    """A failure worth one line to the operator, not a traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except ValidationError as error:
+        print(f"admin-api: configuration error: {describe_config_error(error)}", file=sys.stderr)
+        return 2
+    except CommandError as error:
+        print(f"admin-api: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="admin-api", description="AI Streams Admin API chat service.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
+    serve.set_defaults(command=serve_command)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations (safe to run concurrently)")
+    migrate.set_defaults(command=migrate_command)
+
+    create_user = commands.add_parser("create-user", help="create a user; the password is read from stdin")
+    create_user.add_argument("username")
+    create_user.add_argument("--admin", action="store_true", help="make the user an administrator")
+    create_user.add_argument(
+        "--password-stdin", action="store_true", required=True, help="read the password from standard input"
+    )
+    create_user.set_defaults(command=create_user_command)
+    return parser
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from admin_api.core.logging import configure_logging
+    from admin_api.main import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Tell the app first: readiness turns 503 and long streams can wind down.
+            resources = getattr(app.state, "resources", None)
+            if resources is not None:
+                resources.shutting_down.set()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,  # our JSON logging, configured above
+        access_log=False,  # RequestContextMiddleware logs each request, with its id
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        proxy_headers=True,  # client address from X-Forwarded-For, for FORWARDED_ALLOW_IPS proxies only
+    )
+    Server(config).run()
+    return 0
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    from admin_api.core.logging import configure_logging
+    from admin_api.migrations import upgrade
+
+    settings = DatabaseSettings()
+    configure_logging(settings.log_level)
+    bootstrap = _bootstrap_admin(settings)
+    try:
+        upgrade(settings.database_url)
+    except Exception as error:
+        raise CommandError(f"migrate failed: {_explain_db_error(error)}") from None
+    log.info("migrations applied")
+    if bootstrap is not None:
+        username, password = bootstrap
+        created = _run_db(_create_user(settings, username, password, is_admin=True, if_absent=True))
+        log.info("bootstrap admin %s", "created" if created else "already present")
+    return 0
+
+
+def create_user_command(args: argparse.Namespace) -> int:
+    from admin_api.auth.repository import UsernameTaken
+    from admin_api.auth.service import validate_new_user
+
+    settings = DatabaseSettings()
+    password = _read_password()
+    try:
+        validate_new_user(args.username, password)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    try:
+        user_id = _run_db(_create_user(settings, args.username, password, is_admin=args.admin, if_absent=False))
+    except UsernameTaken:
+        raise CommandError(f"user {args.username!r} already exists") from None
+    print(f"created {'admin ' if args.admin else ''}user {args.username!r} (id {user_id})")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():  # typed by hand: prompt without echo
+        return getpass.getpass("Password: ")
+    line = sys.stdin.readline()
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+def _bootstrap_admin(settings: DatabaseSettings) -> tuple[str, str] | None:
+    from admin_api.auth.service import validate_new_user
+
+    username = settings.bootstrap_admin_username
+    password = settings.bootstrap_admin_password.get_secret_value() if settings.bootstrap_admin_password else None
+    if not username and not password:
+        return None
+    if not username or not password:
+        missing = "BOOTSTRAP_ADMIN_USERNAME" if not username else "BOOTSTRAP_ADMIN_PASSWORD"
+        raise CommandError(f"configuration error: {missing}: required when the other BOOTSTRAP_ADMIN_* is set")
+    try:
+        validate_new_user(username, password)
+    except ValueError as error:
+        raise CommandError(f"configuration error: BOOTSTRAP_ADMIN_*: {error}") from None
+    return username, password
+
+
+async def _create_user(
+    settings: DatabaseSettings, username: str, password: str, *, is_admin: bool, if_absent: bool
+) -> int | bool:
+    from admin_api.auth import repository
+    from admin_api.auth.service import hash_password
+
+    password_hash = await asyncio.to_thread(hash_password, password)
+    connection = await asyncpg.connect(settings.asyncpg_dsn, timeout=10)
+    try:
+        if if_absent:
+            return await repository.insert_user_if_absent(
+                connection, username=username, password_hash=password_hash, is_admin=is_admin
+            )
+        return await repository.insert_user(
+            connection, username=username, password_hash=password_hash, is_admin=is_admin
+        )
+    finally:
+        await connection.close()
+
+
+def _run_db(coroutine):
+    try:
+        return asyncio.run(coroutine)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        if isinstance(error, asyncpg.UndefinedTableError):
+            raise CommandError("the schema is missing: run `admin-api migrate` first") from None
+        raise CommandError(_explain_db_error(error)) from None
+
+
+def _explain_db_error(error: BaseException) -> str:
+    """Name the failure without echoing the URL (it holds the password)."""
+    root = error
+    while getattr(root, "orig", None) is not None or root.__cause__ is not None:
+        root = getattr(root, "orig", None) or root.__cause__
+    if isinstance(root, (OSError, TimeoutError)):
+        return f"cannot reach the database ({type(root).__name__})"
+    if isinstance(root, asyncpg.InvalidPasswordError):
+        return "the database rejected the credentials in DATABASE_URL"
+    if isinstance(root, asyncpg.InvalidCatalogNameError):
+        return "the database named in DATABASE_URL does not exist"
+    return f"database error ({type(root).__name__})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

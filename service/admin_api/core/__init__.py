@@ -1,0 +1,1 @@
+"""Cross-cutting parts of the service: connections, middleware, errors, logging, metrics."""

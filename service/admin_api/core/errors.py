@@ -1,0 +1,52 @@
+"""Errors as JSON `{"detail": ...}`, never a stack trace or an internal exception's text."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+# Failures of a backing service rather than of our code: the client may retry, so 503 rather than 500.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: connection lost, refused, does not exist
+    asyncpg.exceptions.OperatorInterventionError,  # 57P0x: admin shutdown, crash, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,  # connection refused / reset while (re)connecting
+    TimeoutError,  # pool acquire or command timeout
+)
+
+UNAVAILABLE_DETAIL = "A backing service is temporarily unavailable; retry shortly."
+INTERNAL_DETAIL = "Internal server error."
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_unavailable(inner) for inner in exc.exceptions)
+    return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+def unavailable_response() -> JSONResponse:
+    return JSONResponse({"detail": UNAVAILABLE_DETAIL}, status_code=503, headers={"Retry-After": "5"})
+
+
+def internal_error_response() -> JSONResponse:
+    return JSONResponse({"detail": INTERNAL_DETAIL}, status_code=500)
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 saying where and what, without echoing the input (it may be a password)."""
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", "invalid"), "type": error.get("type", "invalid")}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # Everything else that escapes the routes (unavailable backends, bugs) is answered by
+    # core.middleware.ErrorBoundaryMiddleware, inside the security-header middleware.

@@ -1,0 +1,262 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming responses).
+
+The stack, outermost first (see main.build_middleware):
+    RequestContextMiddleware   request id in and out, request log line, HTTP metrics
+    SecurityHeadersMiddleware  the guide's security headers on every response, no-store on the API
+    CORSMiddleware             Starlette's, only for CORS_ORIGINS, with credentials
+    ErrorBoundaryMiddleware    anything unhandled becomes a JSON 503/500, never a trace
+    BodyLimitMiddleware        413 for bodies over MAX_BODY_BYTES, declared or streamed
+    CsrfMiddleware             cross-site writes 403, non-JSON write bodies 415
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from email.message import Message as MimeMessage
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from admin_api.core.errors import internal_error_response, is_unavailable, unavailable_response
+from admin_api.core.logging import request_id_var
+from admin_api.core.metrics import Metrics
+
+log = logging.getLogger("admin_api.request")
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+QUIET_PATHS = ("/health", "/metrics")  # probes and scrapes: logged at DEBUG only
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (the client's X-Request-ID when it is sane), logs one line per
+    request and records the HTTP metrics by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._record(scope, status, elapsed)
+            request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "<unmatched>"
+        method = scope["method"]
+        self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
+        self.metrics.request_latency.labels(method=method, route=template).observe(elapsed)
+        if status >= 500:
+            self.metrics.errors.labels(method=method, route=template).inc()
+        path = scope["path"]
+        level = logging.DEBUG if path.startswith(QUIET_PATHS) and status < 500 else logging.INFO
+        log.log(
+            level,
+            "request",
+            extra={
+                "method": method,
+                "path": path,  # never the query string: it may carry tokens
+                "route": template,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+
+
+class SecurityHeadersMiddleware:
+    """The deployment guide's security headers on every response (kept if a route set its own),
+    and `Cache-Control: no-store` on API and health responses."""
+
+    def __init__(self, app: ASGIApp, no_store_prefixes: Iterable[str] = ("/api/", "/health")) -> None:
+        self.app = app
+        self.no_store_prefixes = tuple(no_store_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        no_store = scope["path"].startswith(self.no_store_prefixes)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class ErrorBoundaryMiddleware:
+    """Turns an exception that escaped the routes into JSON: 503 when a backing service (PostgreSQL,
+    Redis) is unreachable, 500 otherwise. The trace goes to the log, never to the client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        response_started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            if response_started:  # too late for an error status; let the server close the connection
+                raise
+            if is_unavailable(exc):
+                log.warning("backing service unavailable", extra={"error": type(exc).__name__})
+                response = unavailable_response()
+            else:
+                log.exception("unhandled error")
+                response = internal_error_response()
+            await response(scope, receive, send)
+
+
+class RequestBodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit. An HTTPException so FastAPI's body
+    reader lets it through (it wraps other exceptions into a 400) and answers it as JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="Request body too large.")
+
+
+class BodyLimitMiddleware:
+    """413 when Content-Length says the body is too large (before reading it), or when a body
+    without a length (chunked) grows past the limit while the app reads it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return await _json_error(400, "Invalid Content-Length.", scope, receive, send)
+            if int(declared) > self.max_bytes:
+                return await _json_error(413, "Request body too large.", scope, receive, send)
+
+        received = 0
+        response_started = False
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestBodyTooLarge()
+            return message
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_limited, send_tracking)
+        except RequestBodyTooLarge:
+            if response_started:
+                raise
+            await _json_error(413, "Request body too large.", scope, receive, send)
+
+
+class CsrfMiddleware:
+    """Cookie-authenticated writes must come from our own site or an allowed origin, as JSON.
+
+    Browsers send `Origin` (and `Sec-Fetch-Site`) on every cross-site write; an HTML form or a
+    "simple" fetch from another site cannot send `application/json` without a CORS preflight, which
+    CORSMiddleware only grants to CORS_ORIGINS. Clients that send neither header (curl, the guide's
+    smoke tests, server-to-server) are not browsers and cannot carry a victim's cookie: allowed.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str], path_prefix: str = "/api/") -> None:
+        self.app = app
+        self.allowed_origins = frozenset(allowed_origins)
+        self.path_prefix = path_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
+            return await self.app(scope, receive, send)
+        if not scope["path"].startswith(self.path_prefix):
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        if not self._same_or_allowed_site(headers):
+            return await _json_error(403, "Cross-site request refused.", scope, receive, send)
+        if _has_body(headers) and not _is_json(headers.get("content-type")):
+            return await _json_error(415, "Request body must be application/json.", scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _same_or_allowed_site(self, headers: Headers) -> bool:
+        origin = headers.get("origin")
+        if origin is not None:
+            if origin in self.allowed_origins:
+                return True
+            # Same origin: the page was served by us (compare host:port; TLS may end at a proxy).
+            return origin != "null" and urlsplit(origin).netloc == headers.get("host")
+        # No Origin: only a browser's own say-so can mark it cross-site.
+        return headers.get("sec-fetch-site") not in {"cross-site", "same-site"}
+
+
+def _has_body(headers: Headers) -> bool:
+    length = headers.get("content-length")
+    return (length is not None and length != "0") or "transfer-encoding" in headers
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    mime = MimeMessage()
+    mime["content-type"] = content_type
+    subtype = mime.get_content_subtype()
+    return mime.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def _json_error(status: int, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)

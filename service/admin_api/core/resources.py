@@ -1,0 +1,26 @@
+"""What the app holds while it runs: built in the lifespan (main.py), handed to routes by core.deps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from admin_api.core.metrics import Metrics
+from admin_api.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    metrics: Metrics
+    llm: Any  # the chat package's LLM client (admin_api.chat.llm)
+    # Set when the server begins to shut down: readiness turns 503 and long streams should end.
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = field(default_factory=time.monotonic)

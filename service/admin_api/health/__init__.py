@@ -1,0 +1,1 @@
+"""The deployment guide's four health endpoints."""

@@ -1,0 +1,1 @@
+"""The caller's conversations: list (offset or keyset paging), detail, rename, soft delete."""

@@ -1,0 +1,81 @@
+"""Request and response bodies of /api/v1/history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from admin_api.history.cursor import decode_cursor
+
+MAX_PAGE = 1_000_000  # bounds OFFSET; deeper than this, use the cursor
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HistoryListRequest(_Request):
+    page: int = Field(default=1, ge=1, le=MAX_PAGE, strict=True, description="1-based page (offset paging).")
+    page_size: int = Field(default=20, ge=1, le=100, strict=True)
+    cursor: str | None = Field(
+        default=None,
+        max_length=256,
+        description="`next_cursor` of the previous page: keyset paging, same cost at any depth. "
+        "When given, `page` is only echoed back.",
+    )
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_decodes(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            decode_cursor(cursor)
+        return cursor
+
+
+class ConversationRef(_Request):
+    cnvs_idt_id: str = Field(min_length=1, max_length=64)
+
+
+class RenameRequest(ConversationRef):
+    title: str = Field(min_length=1, max_length=200)
+
+    @field_validator("title")
+    @classmethod
+    def _not_blank(cls, title: str) -> str:
+        title = title.strip()
+        if not title:
+            raise ValueError("title must not be blank")
+        return title
+
+
+class ConversationSummary(BaseModel):
+    cnvs_idt_id: str
+    title: str
+    reg_dt: datetime
+    upd_dt: datetime
+
+
+class HistoryListResponse(BaseModel):
+    items: list[ConversationSummary]
+    total: int
+    page: int
+    page_size: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    role: str
+    content: str
+    status: str
+    reg_dt: datetime
+
+
+class ConversationDetail(ConversationSummary):
+    messages: list[MessageOut]
+
+
+class DeleteResponse(BaseModel):
+    cnvs_idt_id: str
+    deleted: bool

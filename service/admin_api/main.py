@@ -1,0 +1,103 @@
+"""The FastAPI application: `create_app(settings)` wires routers, middleware and the lifespan.
+
+Run it with `admin-api serve` (or `uvicorn --factory admin_api.main:create_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from admin_api import __version__
+from admin_api.auth.router import router as auth_router
+from admin_api.chat.llm import build_llm_client
+from admin_api.chat.router import router as chat_router
+from admin_api.core.db import create_pool
+from admin_api.core.deps import MetricsDep
+from admin_api.core.errors import install_exception_handlers
+from admin_api.core.metrics import Metrics
+from admin_api.core.middleware import (
+    BodyLimitMiddleware,
+    CsrfMiddleware,
+    ErrorBoundaryMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from admin_api.core.redis import create_redis
+from admin_api.core.resources import Resources
+from admin_api.health.router import router as health_router
+from admin_api.history.router import router as history_router
+from admin_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POOL_CLOSE_TIMEOUT_SECONDS = 10
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()  # built here, not in the lifespan: the request middleware records into it
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings)
+        redis = create_redis(settings)
+        llm = build_llm_client(settings)
+        resources = Resources(settings=settings, pool=pool, redis=redis, metrics=metrics, llm=llm)
+        app.state.resources = resources
+        log.info("admin-api started", extra={"version": settings.app_version})
+        try:
+            yield
+        finally:
+            resources.shutting_down.set()
+            await llm.close()
+            await redis.aclose()
+            try:
+                await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                pool.terminate()
+            log.info("admin-api stopped")
+
+    app = FastAPI(
+        title="AI Streams Admin API",
+        version=__version__,
+        lifespan=lifespan,
+        middleware=build_middleware(settings, metrics),
+    )
+    install_exception_handlers(app)
+
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(history_router)
+    app.include_router(chat_router)  # admin_api/chat: POST /api/v1/chat/send
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(metrics: MetricsDep) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    """Outermost first; core/middleware.py explains each one."""
+    return [
+        Middleware(RequestContextMiddleware, metrics=metrics),
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        ),
+        Middleware(ErrorBoundaryMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(CsrfMiddleware, allowed_origins=settings.cors_origins),
+    ]

@@ -1,0 +1,38 @@
+"""Alembic environment: async engine (the URL is postgresql+asyncpg://), one transaction for all
+pending migrations, serialized across replicas by a transaction-level advisory lock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from admin_api.migrations import ADVISORY_LOCK_KEY
+
+config = context.config
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=None, transaction_per_migration=False)
+    with context.begin_transaction():
+        # Taken before alembic reads alembic_version: a replica that waited here then sees the
+        # migrations the other one committed, and has nothing left to do. Released at commit.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        context.run_migrations()
+
+
+async def run_async() -> None:
+    engine = create_async_engine(config.attributes["database_url"], poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_migrations)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("admin-api migrations run online only (admin-api migrate)")
+asyncio.run(run_async())

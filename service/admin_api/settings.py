@@ -1,0 +1,126 @@
+"""Configuration, read from the environment only (the deployment guide's variable names).
+
+`Settings()` is the one settings object. A missing or malformed variable raises pydantic's
+ValidationError; `describe_config_error` turns it into one line naming the variable, which the CLI prints.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from admin_api import __version__
+
+
+class DatabaseSettings(BaseSettings):
+    """What the database admin commands (`migrate`, `create-user`) need: they run without the LLM."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    # repr=False: the URL carries the database password.
+    database_url: str = Field(repr=False)
+    bootstrap_admin_username: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str) -> str:
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql+asyncpg://user:password@host:port/database URL")
+        try:
+            url = make_url(value)
+        except Exception:
+            raise ValueError("is not a valid URL") from None
+        if not url.host or not url.database:
+            raise ValueError("must name a host and a database")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The URL in the form asyncpg itself accepts (no SQLAlchemy driver suffix)."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @property
+    def database_name(self) -> str:
+        return make_url(self.database_url).database or ""
+
+
+class Settings(DatabaseSettings):
+    """Everything the HTTP service needs."""
+
+    redis_url: str = Field(repr=False)
+    llm_endpoint: AnyHttpUrl
+    llm_model: str = Field(min_length=1)
+    llm_api_key: SecretStr | None = None
+    # NoDecode: a comma-separated list, not the JSON pydantic-settings expects for lists by default.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Documents and retrieval (a later issue): optional until then.
+    minio_endpoint: str | None = None
+    minio_access_key: SecretStr | None = None
+    minio_secret_key: SecretStr | None = None
+    minio_bucket: str | None = None
+    minio_secure: bool = True
+    qdrant_host: str | None = None
+    qdrant_port: int = Field(default=6333, ge=1, le=65535)
+    qdrant_api_key: SecretStr | None = None
+    embedding_model_endpoint: AnyHttpUrl | None = None
+
+    # Our own knobs, with safe defaults.
+    cookie_secure: bool = True
+    session_idle_seconds: int = Field(default=1800, ge=60)
+    session_max_seconds: int = Field(default=43200, ge=60)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_message_chars: int = Field(default=8000, ge=1)
+    llm_timeout_seconds: float = Field(default=60, gt=0)
+    llm_connect_timeout_seconds: float = Field(default=5, gt=0)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    app_version: str = __version__
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://host:port[/db] URL")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        origins = [origin.rstrip("/") for origin in origins]
+        for origin in origins:
+            if origin == "*":
+                raise ValueError("'*' cannot be used with credentials; list the origins")
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
+        return origins
+
+
+def describe_config_error(error: ValidationError) -> str:
+    """One line naming the first bad or missing variable, never echoing its value."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+    if first["type"] == "missing":
+        return f"{name}: required environment variable is not set"
+    return f"{name}: {first['msg']}"

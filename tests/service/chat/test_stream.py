@@ -1,0 +1,82 @@
+"""chat/send with "stream": true: text/event-stream, events in order, the answer stored when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.service.chat.conftest import SEND, answer_of, parse_sse, stored_messages
+
+ANSWER = "Streaming works one piece at a time."
+
+
+async def test_stream_sends_start_then_deltas_then_end_and_stores_the_answer(user_client, openai_server, db):
+    openai_server.script(answer=ANSWER)
+
+    response = await user_client.post(SEND, json={"message": "stream please", "stream": True, "temperature": 0})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert "no-cache" in response.headers["cache-control"]
+    assert response.headers["x-accel-buffering"] == "no"
+    events = parse_sse(response.text)
+    start, *deltas, end = events
+    assert start.name == "start" and set(start.data) == {"cnvs_idt_id", "user_message_id"}
+    assert [event.name for event in deltas] == ["delta"] * len(ANSWER.split(" "))
+    assert answer_of(events) == ANSWER
+    assert end.name == "end"
+    assert end.data["cnvs_idt_id"] == start.data["cnvs_idt_id"]
+    assert end.data["user_message_id"] == start.data["user_message_id"]
+    assert end.data["usage"]["completion_tokens"] == len(ANSWER.split())
+    messages = await stored_messages(db, start.data["cnvs_idt_id"])
+    assert [(m.msg_idt_id, m.role, m.content, m.status) for m in messages] == [
+        (start.data["user_message_id"], "user", "stream please", "complete"),
+        (end.data["message_id"], "assistant", ANSWER, "complete"),
+    ]
+    (llm_request,) = openai_server.chat_requests
+    assert llm_request.stream and llm_request.temperature == 0
+    assert llm_request.body["stream_options"] == {"include_usage": True}
+
+
+async def test_stream_continues_an_existing_conversation(user_client, openai_server):
+    first = (await user_client.post(SEND, json={"message": "one"})).json()
+
+    response = await user_client.post(
+        SEND, json={"cnvs_idt_id": first["cnvs_idt_id"], "message": "two", "stream": True}
+    )
+
+    assert parse_sse(response.text)[0].data["cnvs_idt_id"] == first["cnvs_idt_id"]
+    assert [m["content"] for m in openai_server.chat_requests[-1].messages] == ["one", first["answer"], "two"]
+
+
+async def test_user_message_is_committed_before_the_llm_is_asked(user_client, openai_server, db):
+    openai_server.script(hold=True)
+    sending = asyncio.create_task(user_client.post(SEND, json={"message": "are you stored?", "stream": True}))
+    try:
+        await openai_server.wait_for_requests(1)
+        stored = await db.fetch(
+            'SELECT m."MSG_CN", m."STTS_CD" FROM "CNVS_MSG" m JOIN "USR_CNVS_SMRY" c USING ("CNVS_IDT_ID") '
+            'WHERE c."USR_ID" = $1',
+            user_client.user.id,
+        )
+        assert [tuple(row) for row in stored] == [("are you stored?", "complete")]
+    finally:
+        openai_server.release()
+    assert (await sending).status_code == 200
+
+
+async def test_a_server_shutdown_ends_open_streams_with_an_error_event(app, user_client, openai_server, db):
+    openai_server.script(answer="word " * 200, chunk_delay=0.05)
+    sending = asyncio.create_task(user_client.post(SEND, json={"message": "long one", "stream": True}))
+    await openai_server.wait_for_requests(1)
+    await asyncio.sleep(0.3)  # some pieces are on their way
+
+    app.state.resources.shutting_down.set()
+    response = await sending
+
+    events = parse_sse(response.text)
+    assert events[-1].name == "error"
+    assert events[-1].data["status"] == 503
+    await openai_server.wait_until(lambda: openai_server.chat_requests[0].disconnected)
+    messages = await stored_messages(db, events[0].data["cnvs_idt_id"])
+    assert [(m.role, m.status) for m in messages] == [("user", "failed"), ("assistant", "failed")]
+    assert messages[1].content == answer_of(events)
