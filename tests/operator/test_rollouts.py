@@ -1,0 +1,146 @@
+"""Safe rollouts against the real control plane: backup first, gate, automatic rollback (issue 5).
+
+kwok plays the kubelets (hack/cluster/stages): pods labelled sim.aistreams.io/ready=false never become
+Ready, and pods labelled sim.aistreams.io/fail=true fail, which is how a bad release and a failing backup
+are staged here.
+"""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from .conftest import settle, wait_until
+
+pytestmark = [pytest.mark.kube]
+
+NAME = "chat"
+A, B, C = "admin-api:1.0.0", "admin-api:1.1.0", "admin-api:1.2.0"
+# Deployment-only gate here: the pods are simulated, so there is no service behind the Service to ask.
+BASE = {"replicas": 2, "qdrant": {"host": "qdrant"}, "rollout": {"healthChecks": False, "timeoutSeconds": 15}}
+NOT_READY = {"sim.aistreams.io/ready": "false"}
+FAIL = {"sim.aistreams.io/fail": "true"}
+
+
+def ts(value) -> datetime.datetime:
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def backup_jobs(adminapis):
+    return [j for j in adminapis.batch.list_namespaced_job(adminapis.namespace).items
+            if j.metadata.labels.get("app.kubernetes.io/component") == "backup"]
+
+
+def new_replicaset_created(adminapis, image):
+    for rs in adminapis.apps.list_namespaced_replica_set(adminapis.namespace).items:
+        if rs.spec.template.spec.containers[0].image == image:
+            return rs.metadata.creation_timestamp
+    return None
+
+
+def test_good_rollout_backs_up_first_then_rolls_out(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    assert not backup_jobs(adminapis)  # a first install has nothing to back up
+    adminapis.patch_spec(NAME, {"image": B})
+    status = adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready")
+    assert adminapis.image(NAME) == B and status["currentImage"] == B
+
+    [job] = backup_jobs(adminapis)
+    assert job.spec.template.spec.containers[0].image == A  # the known-good version makes the backup
+    assert job.spec.template.spec.containers[0].args[:2] == ["backup", "--instance"]
+    assert job.status.succeeded == 1
+    # The new ReplicaSet appeared only after the backup had completed.
+    assert ts(job.status.completion_time) <= ts(new_replicaset_created(adminapis, B))
+    assert status["lastBackup"]["name"] == job.metadata.name
+    assert status["lastBackup"]["location"].startswith("s3://") and "1.0.0" in status["lastBackup"]["location"]
+    assert status["history"][0]["outcome"] == "Succeeded" and status["history"][0]["image"] == B
+    # (Events have one-second timestamps: their order is proven above, by the objects' own times.)
+    assert {"RolloutStarted", "BackupStarted", "BackupCompleted", "RolloutSucceeded"} <= set(adminapis.event_reasons(NAME))
+
+
+def test_failed_backup_rolls_nothing_out(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "backup": {"podLabels": FAIL}})
+    status = adminapis.wait_phase(NAME, "BackupFailed", timeout=120)
+    assert adminapis.image(NAME) == A
+    assert not new_replicaset_created(adminapis, B)
+    assert "backup Job" in status["message"] and A in status["message"]
+    assert status["history"][0]["outcome"] == "BackupFailed"
+    assert "BackupFailed" in adminapis.event_reasons(NAME)
+    # Not retried in a hot loop: one Job, still failed, a while later.
+    settle(5)
+    assert len(backup_jobs(adminapis)) == 1 and adminapis.image(NAME) == A
+    # Fixing the cause and changing the spec retries.
+    adminapis.patch_spec(NAME, {"image": C, "backup": {"podLabels": None}})
+    adminapis.wait_phase(NAME, "Ready", timeout=120)
+    wait_until(lambda: adminapis.image(NAME) == C, timeout=30, what="C rolled out")
+
+
+def test_retry_annotation_retries_a_failed_template(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A, "backup": {"enabled": False}})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    adminapis.annotate(NAME, {"aistreams.io/retry-rollout": "1"})
+    wait_until(lambda: adminapis.image(NAME) == B, timeout=30, what="the failed template tried again")
+    adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    assert [h["outcome"] for h in adminapis.status(NAME)["history"][:2]] == ["RolledBack", "RolledBack"]
+
+
+def test_bad_version_is_rolled_back_and_later_changes_still_work(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    wait_until(lambda: adminapis.image(NAME) == B, timeout=60, what="B being rolled out")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    status = adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    assert adminapis.image(NAME) == A and status["currentImage"] == A
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "RolledBack"
+    assert "rolled back to admin-api:1.0.0" in degraded["message"]
+    assert status["history"][0]["outcome"] == "RolledBack"
+    assert {"RolloutFailed", "RolledBack"} <= set(adminapis.event_reasons(NAME))
+    # The bad template is not tried again while the spec stays.
+    settle(5)
+    assert adminapis.image(NAME) == A
+    # The old version serves again: all its replicas ready.
+    wait_until(lambda: adminapis.status(NAME).get("ready") == "2/2", timeout=60, what="A fully ready again")
+    detection = datetime.datetime.now(datetime.timezone.utc) - started
+    print(f"\nrollback of a never-ready version: {detection.total_seconds():.1f}s with timeoutSeconds=15")
+    # An unrelated later change rolls out normally.
+    adminapis.patch_spec(NAME, {"image": C, "podLabels": None})
+    adminapis.wait_phase(NAME, "Ready", timeout=120)
+    wait_until(lambda: adminapis.status(NAME).get("lastGoodImage") == C, timeout=30, what="C last good")
+    assert adminapis.image(NAME) == C
+
+
+def test_operator_killed_mid_rollout_finishes_it_exactly_once(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A, "rollout": {**BASE["rollout"], "timeoutSeconds": 20}})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    wait_until(lambda: adminapis.status(NAME).get("phase") == "Verifying", timeout=60, what="the gate")
+    operator.kill()
+    settle(3)
+    operator.start()
+    status = adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    assert adminapis.image(NAME) == A
+    assert len(backup_jobs(adminapis)) == 1  # no second backup for the same rollout
+    outcomes = [h["outcome"] for h in status["history"]]
+    assert outcomes == ["RolledBack"]  # one rollback, recorded once
+    reasons = adminapis.event_reasons(NAME)
+    assert reasons.count("RolledBack") == 1
+
+
+def test_operator_killed_during_backup_resumes_without_a_second_backup(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B})
+    wait_until(lambda: backup_jobs(adminapis), timeout=60, what="the backup Job")
+    operator.kill()
+    operator.start()
+    adminapis.wait_phase(NAME, "Ready", timeout=120)
+    wait_until(lambda: adminapis.status(NAME).get("lastGoodImage") == B, timeout=60, what="B last good")
+    assert len(backup_jobs(adminapis)) == 1
+    assert [h["outcome"] for h in adminapis.status(NAME)["history"]] == ["Succeeded"]
