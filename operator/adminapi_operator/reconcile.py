@@ -94,7 +94,6 @@ class Reconciler:
         last_good = status.get("lastGood")
         retry = (body["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
         if retry and retry != status.get("retryToken"):
-            status.update(failedTemplateHash=None, retryToken=retry)
             self._write_status(owner, status, {"failedTemplateHash": None, "retryToken": retry})
 
         try:

@@ -31,6 +31,7 @@ class Progress:
     """How far a Deployment has got with its current template."""
 
     replicas: int
+    current: int  # pods of any template, old ones included
     ready: int
     updated: int
     available: int
@@ -40,24 +41,28 @@ class Progress:
     @classmethod
     def of(cls, deployment: dict[str, Any] | None) -> Progress:
         if deployment is None:
-            return cls(0, 0, 0, 0, False, False)
+            return cls(0, 0, 0, 0, 0, False, False)
         spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
         conditions = {c["type"]: c for c in status.get("conditions") or ()}
         progressing = conditions.get("Progressing") or {}
+        observed = int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
         return cls(
             replicas=int(spec.get("replicas", 1)),
+            current=int(status.get("replicas") or 0),
             ready=int(status.get("readyReplicas") or 0),
             updated=int(status.get("updatedReplicas") or 0),
             available=int(status.get("availableReplicas") or 0),
-            observed=int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0),
-            deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+            observed=observed,
+            # Until the controller has seen the latest template, a deadline reported is the previous one's.
+            deadline_exceeded=observed and progressing.get("reason") == "ProgressDeadlineExceeded",
         )
 
     @property
     def complete(self) -> bool:
         """All replicas run the current template and are available, as `kubectl rollout status` means it."""
         total = self.replicas
-        return self.observed and self.updated >= total and self.available >= total and self.ready >= total
+        return (self.observed and self.current == total and self.updated == total
+                and self.available >= total and self.ready >= total)
 
     def describe(self) -> str:
         return f"{self.ready}/{self.replicas} ready, {self.updated} updated"

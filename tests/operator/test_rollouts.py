@@ -129,8 +129,10 @@ def test_operator_killed_mid_rollout_finishes_it_exactly_once(local_cluster, ope
     assert len(backup_jobs(adminapis)) == 1  # no second backup for the same rollout
     outcomes = [h["outcome"] for h in status["history"]]
     assert outcomes == ["RolledBack"]  # one rollback, recorded once
-    reasons = adminapis.event_reasons(NAME)
-    assert reasons.count("RolledBack") == 1
+    # Events are posted just after the status is written.
+    wait_until(lambda: "RolledBack" in adminapis.event_reasons(NAME), timeout=15, what="the RolledBack Event")
+    settle(3)
+    assert adminapis.event_reasons(NAME).count("RolledBack") == 1
 
 
 def test_operator_killed_during_backup_resumes_without_a_second_backup(local_cluster, operator, adminapis):
@@ -144,3 +146,25 @@ def test_operator_killed_during_backup_resumes_without_a_second_backup(local_clu
     wait_until(lambda: adminapis.status(NAME).get("lastGoodImage") == B, timeout=60, what="B last good")
     assert len(backup_jobs(adminapis)) == 1
     assert [h["outcome"] for h in adminapis.status(NAME)["history"]] == ["Succeeded"]
+
+
+def test_health_gate_rolls_back_when_the_service_is_not_ready(local_cluster, operator, adminapis, serve):
+    """A real `admin-api serve` whose database is unreachable answers /health/ready 503: the gate says no."""
+    unhealthy = serve("postgresql+asyncpg://nobody:nothing@127.0.0.1:9/admin_db")
+    gate = {"healthChecks": True, "healthCheckURL": unhealthy.url, "timeoutSeconds": 15}
+    adminapis.create(NAME, {**BASE, "image": A, "backup": {"enabled": False}, "rollout": gate})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B})
+    status = adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    assert adminapis.image(NAME) == A
+    assert "health check failed: /health/db answered 503" in status["message"]
+
+
+def test_health_gate_passes_a_healthy_service(local_cluster, operator, adminapis, serve, postgres_url):
+    healthy = serve(postgres_url)
+    gate = {"healthChecks": True, "healthCheckURL": healthy.url, "timeoutSeconds": 30}
+    adminapis.create(NAME, {**BASE, "image": A, "backup": {"enabled": False}, "rollout": gate})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B})
+    adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready")
+    assert adminapis.image(NAME) == B

@@ -1,0 +1,59 @@
+from adminapi_operator.reconcile import contains, job_state
+from adminapi_operator.status import Progress, merge_conditions, workload_status
+
+
+def deployment(replicas=3, generation=2, observed=2, current=3, updated=3, ready=3, available=3, reason=None):
+    conditions = [{"type": "Progressing", "status": "False" if reason else "True", "reason": reason or "NewReplicaSetAvailable"}]
+    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+            "status": {"observedGeneration": observed, "replicas": current, "updatedReplicas": updated,
+                       "readyReplicas": ready, "availableReplicas": available, "conditions": conditions}}
+
+
+def test_complete_only_when_every_replica_runs_the_new_template():
+    assert Progress.of(deployment()).complete
+    assert not Progress.of(deployment(observed=1)).complete  # the controller has not seen the change yet
+    assert not Progress.of(deployment(updated=2)).complete
+    assert not Progress.of(deployment(current=4, ready=4, available=4)).complete  # an old pod still runs
+    assert not Progress.of(deployment(available=2)).complete
+    assert not Progress.of(None).complete
+
+
+def test_a_stale_deadline_does_not_count():
+    assert Progress.of(deployment(ready=2, reason="ProgressDeadlineExceeded")).deadline_exceeded
+    assert not Progress.of(deployment(observed=1, reason="ProgressDeadlineExceeded")).deadline_exceeded
+
+
+def test_phases():
+    assert workload_status(Progress.of(deployment()), 2)["phase"] == "Ready"
+    assert workload_status(Progress.of(deployment(ready=1)), 2)["phase"] == "Progressing"
+    assert workload_status(Progress.of(deployment(ready=1, reason="ProgressDeadlineExceeded")), 2)["phase"] == "Failed"
+    invalid = workload_status(Progress.of(None), 2, invalid="bad")
+    assert invalid["phase"] == "Invalid"
+    assert {c["type"]: c["status"] for c in invalid["conditions"]} == {"Ready": "False", "Progressing": "False", "Degraded": "True"}
+
+
+def test_transition_time_moves_only_when_status_flips():
+    old = [{"type": "Ready", "status": "True", "reason": "A", "lastTransitionTime": "t0"},
+           {"type": "Extra", "status": "True", "lastTransitionTime": "t0"}]
+    same = merge_conditions(old, [{"type": "Ready", "status": "True", "reason": "B"}], "t1")
+    assert same[0]["lastTransitionTime"] == "t0" and same[0]["reason"] == "B"
+    assert same[1]["type"] == "Extra"  # conditions we do not write are kept
+    flipped = merge_conditions(old, [{"type": "Ready", "status": "False", "reason": "C"}], "t1")
+    assert flipped[0]["lastTransitionTime"] == "t1"
+
+
+def test_contains_ignores_server_defaults_but_not_our_fields():
+    live = {"spec": {"ports": [{"port": 1, "protocol": "TCP", "nodePort": 3}], "clusterIP": "10.0.0.1"}}
+    assert contains(live, {"spec": {"ports": [{"port": 1, "protocol": "TCP"}]}})
+    assert not contains(live, {"spec": {"ports": [{"port": 2}]}})
+    assert not contains(live, {"spec": {"ports": [{"port": 1}, {"port": 2}]}})
+    assert contains({"metadata": {}}, {"metadata": {"annotations": {}}})  # empty maps are omitted by the server
+    assert not contains({"metadata": {}}, {"metadata": {"annotations": {"a": "b"}}})
+
+
+def test_job_state():
+    assert job_state(None) is None
+    assert job_state({"status": {"active": 1}}) is None
+    assert job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == "Complete"
+    assert job_state({"status": {"conditions": [{"type": "FailureTarget", "status": "True"},
+                                                {"type": "Failed", "status": "True"}]}}) == "Failed"
