@@ -1,10 +1,10 @@
-# The newcomer's path: `make run` (later `make demo`) and `make test`.
+# The newcomer's path: `make demo` and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services services-down cluster cluster-down test run clean
+.PHONY: install services services-down cluster cluster-down demo demo-down run test clean
 
 $(BIN)/python: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ cluster: ## local Kubernetes control plane (builds the binaries once), kubeconfi
 
 cluster-down:
 	hack/cluster/cluster.sh down
+
+demo: install ## the whole product locally: cluster, operator, service, the sample AdminApi until Ready
+	hack/demo.sh
+
+demo-down: ## stop what `make demo` started
+	hack/demo-down.sh
+
+run: services ## just the service on http://127.0.0.1:8001 (LLM_ENDPOINT/LLM_MODEL from your environment)
+	eval "$$($(BIN)/python -m tests.support.services env)" && $(BIN)/admin-api migrate && \
+	  LLM_ENDPOINT=$${LLM_ENDPOINT:-http://127.0.0.1:8000/v1} LLM_MODEL=$${LLM_MODEL:-demo} COOKIE_SECURE=false \
+	  $(BIN)/admin-api serve --host 127.0.0.1 --port 8001
 
 test: install ## the whole suite; starts PostgreSQL, Redis and the local cluster as needed
 	$(BIN)/pytest

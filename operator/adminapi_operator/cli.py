@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import kopf
@@ -23,11 +24,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class WaitsAreNotErrors(logging.Filter):
+    """Kopf logs a handler's TemporaryError as an error; ours only say that a rollout step is under way."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from . import handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(debug=args.verbose, verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    logging.getLogger("kopf.objects").addFilter(WaitsAreNotErrors())
     kopf.run(
         standalone=True,  # one replica with the Recreate strategy: no peering needed
         clusterwide=args.all_namespaces,

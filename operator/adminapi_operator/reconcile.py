@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
 BOOTSTRAP_ADMIN = "admin"
+DEFAULT_BACKUP_BUCKET = "admin-api-backups"
 
 
 class Waiting(Exception):
@@ -65,6 +66,25 @@ def job_state(job: dict[str, Any] | None) -> str | None:
     return None
 
 
+@dataclass
+class Instance:
+    """One AdminApi as one reconcile call sees it. `status` mirrors what has been written so far."""
+
+    owner: Owner
+    spec: AdminApiSpec
+    status: dict[str, Any]
+    generation: int
+    outcome: Outcome
+
+    @property
+    def spec_changed(self) -> bool:
+        """The spec moved since the last reconcile: a difference in the objects is then an update, not drift."""
+        return self.status.get("observedGeneration") != self.generation
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.outcome.events.append(Event(type_, reason, message))
+
+
 class Reconciler:
     def __init__(self, kube: Kube, check_health: Callable[[str], str | None],
                  clock: Callable[[], datetime.datetime] | None = None):
@@ -77,7 +97,7 @@ class Reconciler:
     def reconcile(self, body: dict[str, Any]) -> Outcome:
         outcome = Outcome()
         owner = Owner.from_body(body)
-        status = dict(body.get("status") or {})
+        status = copy.deepcopy(dict(body.get("status") or {}))
         generation = int(body["metadata"].get("generation") or 0)
         try:
             spec = AdminApiSpec.parse(body.get("spec") or {}, owner.name)
@@ -88,105 +108,107 @@ class Reconciler:
                                                "observedGeneration": generation})
             return outcome
 
-        self._ensure_supporting_objects(owner, spec, outcome)
+        inst = Instance(owner, spec, status, generation, outcome)
+        self._ensure_supporting_objects(inst)
         desired = builders.pod_template(owner.name, spec)
         desired_hash = builders.template_hash(desired)
         last_good = status.get("lastGood")
         retry = (body["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
         if retry and retry != status.get("retryToken"):
-            self._write_status(owner, status, {"failedTemplateHash": None, "retryToken": retry})
-
+            self._write(inst, {"failedTemplateHash": None, "retryToken": retry})
         try:
             if not last_good or last_good["templateHash"] == desired_hash:
-                self._converge(owner, spec, status, generation, desired, desired_hash, outcome)
+                self._converge(inst, desired, desired_hash)
             elif desired_hash == status.get("failedTemplateHash"):
-                self._hold_last_good(owner, spec, status, generation, last_good)
+                self._hold_last_good(inst, last_good)
             else:
-                self._rollout(owner, spec, status, generation, desired, desired_hash, last_good, outcome)
+                self._rollout(inst, desired, desired_hash, last_good)
         except Waiting as waiting:
             outcome.waiting = waiting
         return outcome
 
-    # --- objects other than the Deployment ----------------------------------------------------------
+    # --- owned objects ------------------------------------------------------------------------------
 
-    def _ensure_supporting_objects(self, owner: Owner, spec: AdminApiSpec, outcome: Outcome) -> None:
+    def _ensure_supporting_objects(self, inst: Instance) -> None:
+        owner, spec = inst.owner, inst.spec
         secret = builders.bootstrap_secret(owner, BOOTSTRAP_ADMIN, secrets.token_urlsafe(24))
         if self.kube.create_if_absent(secret):
-            outcome.events.append(Event("Normal", "SecretCreated",
-                                        f"generated the first admin's credentials in Secret {secret['metadata']['name']}"))
-        self._apply_if_drifted(builders.service(owner, spec), outcome)
+            inst.event("Normal", "SecretCreated",
+                       f"generated the first admin's credentials in Secret {secret['metadata']['name']}")
+        self._apply(inst, builders.service(owner, spec))
         pdb = builders.pod_disruption_budget(owner, spec)
         if pdb:
-            self._apply_if_drifted(pdb, outcome)
+            self._apply(inst, pdb)
         elif self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name):
-            outcome.events.append(Event("Normal", "Deleted", "PodDisruptionBudget removed: a single replica has none"))
+            inst.event("Normal", "Deleted", "PodDisruptionBudget removed: a single replica has none")
 
-    def _apply_if_drifted(self, desired: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    def _apply(self, inst: Instance, desired: dict[str, Any]) -> dict[str, Any]:
+        """Apply `desired` unless the live object already has all our fields; tell drift from updates."""
         meta = desired["metadata"]
         live = self.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         if live is not None and contains(live, desired):
             return live
-        if live is not None:
-            outcome.events.append(Event("Normal", "DriftRepaired", f"{desired['kind']} {meta['name']} put back to its desired state"))
+        intended = inst.spec_changed or (
+            desired["kind"] == "Deployment" and _deployment_hash(live) != _deployment_hash(desired))
+        if not intended and inst.status.get("observedGeneration") is not None:
+            what = "re-created" if live is None else "put back to its desired state"
+            inst.event("Normal", "DriftRepaired", f"{desired['kind']} {meta['name']} {what}")
         return self.kube.apply(desired)
 
-    def _apply_deployment(self, owner: Owner, spec: AdminApiSpec, template: dict[str, Any],
-                          outcome: Outcome) -> dict[str, Any]:
-        return self._apply_if_drifted(builders.deployment(owner, spec, template), outcome)
+    def _apply_deployment(self, inst: Instance, template: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+        deployment = builders.deployment(inst.owner, inst.spec, template)
+        if replicas is not None:
+            deployment["spec"]["replicas"] = replicas
+        return self._apply(inst, deployment)
 
     # --- steady state and first install -------------------------------------------------------------
 
-    def _converge(self, owner, spec, status, generation, desired, desired_hash, outcome) -> None:
-        deployment = self._apply_deployment(owner, spec, desired, outcome)
+    def _converge(self, inst: Instance, desired: dict[str, Any], desired_hash: str) -> None:
+        spec = inst.spec
+        deployment = self._apply_deployment(inst, desired)
         progress = Progress.of(deployment)
-        update = {**workload_status(progress, generation), **_replica_fields(progress),
-                  "currentImage": spec.image, "templateHash": desired_hash, "observedGeneration": generation,
+        update = {**workload_status(progress, inst.generation), **_replica_fields(progress),
+                  "currentImage": spec.image, "templateHash": desired_hash, "observedGeneration": inst.generation,
                   "rollout": None}
-        running_desired = _deployment_hash(deployment) == desired_hash
-        if progress.complete and running_desired:
-            if not status.get("lastGood") or status["lastGood"]["templateHash"] != desired_hash:
-                update["lastGood"] = {"templateHash": desired_hash, "image": spec.image, "template": desired,
-                                      "since": now_iso()}
+        if progress.complete and _deployment_hash(deployment) == desired_hash:
+            if (inst.status.get("lastGood") or {}).get("templateHash") != desired_hash:
+                update["lastGood"] = _last_good(spec, desired, desired_hash)
                 update["lastGoodImage"] = spec.image
-            if status.get("phase") != "Ready":
-                outcome.events.append(Event("Normal", "Ready", f"{spec.image}: {progress.describe()}"))
-        elif progress.deadline_exceeded and status.get("phase") != "Failed":
-            outcome.events.append(Event("Warning", "ProgressDeadlineExceeded", update["message"]))
-        self._write_status(owner, status, update)
+            if inst.status.get("phase") != "Ready":
+                inst.event("Normal", "Ready", f"{spec.image}: {progress.describe()}")
+        elif progress.deadline_exceeded and inst.status.get("phase") != "Failed":
+            inst.event("Warning", "ProgressDeadlineExceeded", update["message"])
+        self._write(inst, update)
 
-    def _hold_last_good(self, owner, spec, status, generation, last_good) -> None:
+    def _hold_last_good(self, inst: Instance, last_good: dict[str, Any]) -> None:
         """The spec still asks for a template that failed: keep running the last good one until it changes."""
-        deployment = self._apply_deployment(owner, spec, last_good["template"], Outcome())
-        self._write_status(owner, status, {**_replica_fields(Progress.of(deployment)),
-                                           "currentImage": last_good["image"], "observedGeneration": generation})
+        deployment = self._apply_deployment(inst, last_good["template"])
+        self._write(inst, {**_replica_fields(Progress.of(deployment)), "currentImage": last_good["image"],
+                           "observedGeneration": inst.generation})
 
     # --- rollouts -----------------------------------------------------------------------------------
 
-    def _rollout(self, owner, spec, status, generation, desired, desired_hash, last_good, outcome) -> None:
-        rollout = copy.deepcopy(status.get("rollout"))
+    def _rollout(self, inst: Instance, desired: dict[str, Any], desired_hash: str, last_good: dict[str, Any]) -> None:
+        spec = inst.spec
+        rollout = copy.deepcopy(inst.status.get("rollout"))
         if not rollout or rollout.get("id") != desired_hash:
             rollout = {"id": desired_hash, "image": spec.image, "fromImage": last_good["image"],
                        "step": "BackingUp" if spec.backup_enabled else "RollingOut", "startedAt": now_iso()}
-            outcome.events.append(Event("Normal", "RolloutStarted",
-                                        f"rolling out {spec.image} (from {last_good['image']})"))
-            self._record_step(owner, status, generation, rollout)
+            inst.event("Normal", "RolloutStarted", f"rolling out {spec.image} (from {last_good['image']})")
+            self._record_step(inst, rollout)
 
-        step = rollout["step"]
-        if step == "BackingUp":
-            self._step_backup(owner, spec, status, generation, rollout, last_good, outcome)
-            step = rollout["step"]
-        if step == "RollingOut":
-            self._apply_deployment(owner, spec, desired, outcome)
-            rollout = {**rollout, "step": "Verifying", "verifyingSince": now_iso()}
-            self._record_step(owner, status, generation, rollout, currentImage=spec.image)
-            step = "Verifying"
-        if step == "Verifying":
-            self._step_verify(owner, spec, status, generation, rollout, desired, desired_hash, outcome)
-            step = rollout["step"]
-        if step in ("RestoringDatabase", "RollingBack"):
-            self._step_roll_back(owner, spec, status, generation, rollout, last_good, desired_hash, outcome)
+        if rollout["step"] == "BackingUp":
+            self._step_backup(inst, rollout, last_good)
+        if rollout["step"] == "RollingOut":
+            self._apply_deployment(inst, desired)
+            rollout.update(step="Verifying", verifyingSince=now_iso())
+            self._record_step(inst, rollout, currentImage=spec.image)
+        if rollout["step"] == "Verifying":
+            self._step_verify(inst, rollout, desired, desired_hash)
+        if rollout["step"] in ("RestoringDatabase", "RollingBack"):
+            self._step_roll_back(inst, rollout, last_good)
 
-    def _record_step(self, owner, status, generation, rollout, **extra) -> None:
+    def _record_step(self, inst: Instance, rollout: dict[str, Any], **extra: Any) -> None:
         step = rollout["step"]
         message = {
             "BackingUp": f"backing the database up before rolling out {rollout['image']}",
@@ -195,38 +217,37 @@ class Reconciler:
             "RestoringDatabase": "restoring the pre-rollout database backup",
             "RollingBack": f"rolling back to {rollout['fromImage']}",
         }[step]
-        update = {"phase": step, "message": message, "rollout": rollout, "observedGeneration": generation,
-                  "conditions": [condition("Progressing", True, step, message, generation)], **extra}
-        self._write_status(owner, status, update)
+        self._write(inst, {"phase": step, "message": message, "rollout": rollout, "observedGeneration": inst.generation,
+                           "conditions": [condition("Progressing", True, step, message, inst.generation)], **extra})
 
-    def _step_backup(self, owner, spec, status, generation, rollout, last_good, outcome) -> None:
-        key = rollout.get("backupKey") or builders.backup_key(
-            owner.name, last_good["image"], rollout["id"], rollout["startedAt"])
-        job = builders.backup_job(owner, spec, last_good["template"], rollout["id"], key)
-        name = job["metadata"]["name"]
+    def _step_backup(self, inst: Instance, rollout: dict[str, Any], last_good: dict[str, Any]) -> None:
+        owner, spec = inst.owner, inst.spec
         if "backupKey" not in rollout:
-            rollout.update(backupKey=key, backupJob=name)
-            self._record_step(owner, status, generation, rollout)
+            key = builders.backup_key(owner.name, last_good["image"], rollout["id"], rollout["startedAt"])
+            rollout.update(backupKey=key)
+            self._record_step(inst, rollout)
+        job = builders.backup_job(owner, spec, last_good["template"], rollout["id"], rollout["backupKey"])
+        name = job["metadata"]["name"]
         live = self.kube.get("batch/v1", "Job", owner.namespace, name)
         if live is None:
             live = self.kube.apply(job)
-            outcome.events.append(Event("Normal", "BackupStarted", f"Job {name} backs the database up to {key}"))
+            inst.event("Normal", "BackupStarted", f"Job {name} backs the database up to {rollout['backupKey']}")
         state = job_state(live)
         if state is None:
             raise Waiting(f"backup Job {name} is running")
         if state == "Failed":
             message = f"backup Job {name} failed: nothing was rolled out; {rollout['fromImage']} keeps running"
-            outcome.events.append(Event("Warning", "BackupFailed", message))
-            self._finish(owner, status, generation, rollout, "BackupFailed", message, failed=True)
+            inst.event("Warning", "BackupFailed", message)
+            self._finish(inst, rollout, "BackupFailed", message)
             return
-        location = f"s3://{spec.minio_bucket or 'admin-api-backups'}/{key}"
-        rollout.update(step="RollingOut")
-        outcome.events.append(Event("Normal", "BackupCompleted", f"database backed up to {location}"))
-        self._record_step(owner, status, generation, rollout,
-                          lastBackup={"name": name, "time": now_iso(), "location": location})
+        location = f"s3://{spec.minio_bucket or DEFAULT_BACKUP_BUCKET}/{rollout['backupKey']}"
+        rollout["step"] = "RollingOut"
+        inst.event("Normal", "BackupCompleted", f"database backed up to {location}")
+        self._record_step(inst, rollout, lastBackup={"name": name, "time": now_iso(), "location": location})
 
-    def _step_verify(self, owner, spec, status, generation, rollout, desired, desired_hash, outcome) -> None:
-        deployment = self._apply_deployment(owner, spec, desired, outcome)
+    def _step_verify(self, inst: Instance, rollout: dict[str, Any], desired: dict[str, Any], desired_hash: str) -> None:
+        owner, spec = inst.owner, inst.spec
+        deployment = self._apply_deployment(inst, desired)
         progress = Progress.of(deployment)
         deadline = _parse_time(rollout["verifyingSince"]) + datetime.timedelta(seconds=spec.rollout_timeout_seconds)
         failure = None
@@ -234,82 +255,92 @@ class Reconciler:
             failure = self.check_health(builders.health_base_url(owner, spec)) if spec.rollout_health_checks else None
             if failure is None:
                 message = f"{spec.image} is available and healthy: {progress.describe()}"
-                outcome.events.append(Event("Normal", "RolloutSucceeded", message))
-                self._finish(owner, status, generation, rollout, "Succeeded", message, failed=False,
-                             lastGood={"templateHash": desired_hash, "image": spec.image, "template": desired,
-                                       "since": now_iso()},
+                inst.event("Normal", "RolloutSucceeded", message)
+                self._finish(inst, rollout, "Succeeded", message, lastGood=_last_good(spec, desired, desired_hash),
                              lastGoodImage=spec.image, **_replica_fields(progress))
                 return
             failure = f"health check failed: {failure}"
         elif progress.deadline_exceeded:
             failure = f"Deployment exceeded its progress deadline ({progress.describe()})"
         if self.clock() < deadline and not progress.deadline_exceeded:
-            self._write_status(owner, status, _replica_fields(progress))
-            raise Waiting(f"verifying {spec.image}: {failure or progress.describe()}", delay=2.0)
+            self._write(inst, _replica_fields(progress))
+            raise Waiting(f"verifying {spec.image}: {failure or progress.describe()}")
         reason = failure or f"not available within {spec.rollout_timeout_seconds}s ({progress.describe()})"
-        restore = spec.rollback_restore_database and rollout.get("backupKey") and status.get("lastBackup")
+        restore = spec.rollback_restore_database and inst.status.get("lastBackup") and rollout.get("backupKey")
         rollout.update(step="RestoringDatabase" if restore else "RollingBack", failure=reason)
-        outcome.events.append(Event("Warning", "RolloutFailed", f"{spec.image}: {reason}; rolling back"))
-        self._record_step(owner, status, generation, rollout)
+        inst.event("Warning", "RolloutFailed", f"{spec.image}: {reason}; rolling back")
+        self._record_step(inst, rollout)
 
-    def _step_roll_back(self, owner, spec, status, generation, rollout, last_good, desired_hash, outcome) -> None:
+    def _step_roll_back(self, inst: Instance, rollout: dict[str, Any], last_good: dict[str, Any]) -> None:
+        owner, spec = inst.owner, inst.spec
         if rollout["step"] == "RestoringDatabase":
             # Stop every pod first: neither version may write while the database goes back in time.
-            stopped = builders.deployment(owner, spec, last_good["template"])
-            stopped["spec"]["replicas"] = 0
-            self._apply_if_drifted(stopped, outcome)
-            job = builders.restore_job(owner, spec, last_good["template"], rollout["id"], status["lastBackup"]["location"])
+            stopped = Progress.of(self._apply_deployment(inst, last_good["template"], replicas=0))
+            if stopped.current:
+                raise Waiting(f"waiting for {stopped.current} pods to stop before the restore")
+            location = inst.status["lastBackup"]["location"]
+            job = builders.restore_job(owner, spec, last_good["template"], rollout["id"], location)
             name = job["metadata"]["name"]
             live = self.kube.get("batch/v1", "Job", owner.namespace, name)
             if live is None:
                 live = self.kube.apply(job)
-                outcome.events.append(Event("Normal", "RestoreStarted", f"Job {name} restores {status['lastBackup']['location']}"))
+                inst.event("Normal", "RestoreStarted", f"Job {name} restores {location}")
             state = job_state(live)
             if state is None:
                 raise Waiting(f"restore Job {name} is running")
+            rollout.update(step="RollingBack", restored=state == "Complete")
             if state == "Failed":
-                rollout["restoreFailed"] = True
-                outcome.events.append(Event("Warning", "RestoreFailed", f"restore Job {name} failed; the database was not restored"))
-            rollout["step"] = "RollingBack"
-            self._record_step(owner, status, generation, rollout)
-        deployment = self._apply_deployment(owner, spec, last_good["template"], outcome)
+                inst.event("Warning", "RestoreFailed", f"restore Job {name} failed; the database was not restored")
+            self._record_step(inst, rollout)
+        deployment = self._apply_deployment(inst, last_good["template"])
         message = f"rolled back to {last_good['image']}: {rollout.get('failure', 'rollout failed')}"
-        if rollout.get("restoreFailed"):
-            message += "; database restore FAILED"
-        elif rollout.get("backupKey") and spec.rollback_restore_database:
-            message += "; database restored from the pre-rollout backup"
-        outcome.events.append(Event("Warning", "RolledBack", message))
-        self._finish(owner, status, generation, rollout, "RolledBack", message, failed=True,
-                     currentImage=last_good["image"], **_replica_fields(Progress.of(deployment)))
+        if "restored" in rollout:
+            message += ("; database restored from the pre-rollout backup" if rollout["restored"]
+                        else "; database restore FAILED")
+        inst.event("Warning", "RolledBack", message)
+        self._finish(inst, rollout, "RolledBack", message, currentImage=last_good["image"],
+                     **_replica_fields(Progress.of(deployment)))
 
-    def _finish(self, owner, status, generation, rollout, outcome_name, message, failed, **extra) -> None:
+    def _finish(self, inst: Instance, rollout: dict[str, Any], result: str, message: str, **extra: Any) -> None:
+        """Close a rollout: phase, conditions, a history entry; a failed template is not tried again."""
+        failed = result != "Succeeded"
         entry = {"image": rollout["image"], "fromImage": rollout["fromImage"], "templateHash": rollout["id"],
-                 "outcome": outcome_name, "startedAt": rollout["startedAt"], "finishedAt": now_iso(),
-                 "message": message}
-        history = ([entry] + list(status.get("history") or []))[:HISTORY_LENGTH]
-        phase = {"Succeeded": "Ready", "BackupFailed": "BackupFailed", "RolledBack": "RolledBack"}[outcome_name]
-        conditions = [
-            condition("Ready", not failed or outcome_name == "BackupFailed" or outcome_name == "RolledBack",
-                      outcome_name, message, generation),
-            condition("Progressing", False, outcome_name, message, generation),
-            condition("Degraded", failed, outcome_name if failed else "AsExpected", message, generation),
-        ]
-        update = {"phase": phase, "message": message, "rollout": None, "history": history,
-                  "conditions": conditions, "observedGeneration": generation, **extra}
+                 "outcome": result, "startedAt": rollout["startedAt"], "finishedAt": now_iso(), "message": message}
+        g = inst.generation
+        update = {
+            "phase": "Ready" if not failed else result,
+            "message": message,
+            "rollout": None,
+            "history": ([entry] + list(inst.status.get("history") or []))[:HISTORY_LENGTH],
+            # Still serving (the last good version) after a failed rollout, hence Ready but Degraded.
+            "conditions": [condition("Ready", True, result, message, g),
+                           condition("Progressing", False, result, message, g),
+                           condition("Degraded", failed, result if failed else "AsExpected", message, g)],
+            "observedGeneration": g,
+            **extra,
+        }
         if failed:
             update["failedTemplateHash"] = rollout["id"]
-        self._write_status(owner, status, update)
+        self._write(inst, update)
 
     # --- status -------------------------------------------------------------------------------------
 
+    def _write(self, inst: Instance, update: dict[str, Any]) -> None:
+        self._write_status(inst.owner, inst.status, update)
+
     def _write_status(self, owner: Owner, status: dict[str, Any], update: dict[str, Any]) -> None:
-        """Merge-patch the status, keeping condition transition times, and mirror it into `status`."""
+        """Patch the status, keeping condition transition times, and mirror it into `status`."""
         if "conditions" in update:
             update = {**update, "conditions": merge_conditions(status.get("conditions"), update["conditions"], now_iso())}
         if all(status.get(k) == v for k, v in update.items()):
             return
-        self.kube.patch_adminapi_status(owner.namespace, owner.name, update, present={k for k, v in status.items() if v is not None})
+        present = {k for k, v in status.items() if v is not None}
+        self.kube.patch_adminapi_status(owner.namespace, owner.name, update, present=present)
         status.update(copy.deepcopy(update))
+
+
+def _last_good(spec: AdminApiSpec, template: dict[str, Any], template_hash: str) -> dict[str, Any]:
+    return {"templateHash": template_hash, "image": spec.image, "template": template, "since": now_iso()}
 
 
 def _replica_fields(progress: Progress) -> dict[str, Any]:

@@ -168,3 +168,23 @@ def test_health_gate_passes_a_healthy_service(local_cluster, operator, adminapis
     adminapis.patch_spec(NAME, {"image": B})
     adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready")
     assert adminapis.image(NAME) == B
+
+
+def test_rollback_can_restore_the_pre_rollout_backup(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A, "rollback": {"restoreDatabase": True}})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    status = adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    assert adminapis.image(NAME) == A
+    [restore] = [j for j in adminapis.batch.list_namespaced_job(adminapis.namespace).items
+                 if j.metadata.labels.get("app.kubernetes.io/component") == "restore"]
+    container = restore.spec.template.spec.containers[0]
+    assert container.image == A and container.args == ["restore", status["lastBackup"]["location"]]
+    assert restore.status.succeeded == 1
+    # Nothing may write while the database goes back in time: the Deployment was scaled to 0 first.
+    rs_events = [e for e in adminapis.core.list_namespaced_event(adminapis.namespace).items
+                 if e.involved_object.kind == "Deployment" and "to 0" in (e.message or "")]
+    assert rs_events, "the Deployment was scaled to 0 before the restore"
+    assert "database restored from the pre-rollout backup" in status["message"]
+    assert {"RestoreStarted", "RolledBack"} <= set(adminapis.event_reasons(NAME))
+    wait_until(lambda: adminapis.status(NAME).get("ready") == "2/2", timeout=60, what="A serving again")
