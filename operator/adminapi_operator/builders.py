@@ -272,18 +272,12 @@ def health_base_url(owner: Owner, spec: AdminApiSpec) -> str:
 
 # --- database backup and restore jobs ----------------------------------------------------------------
 
-def _job(owner: Owner, name: str, component: str, template: dict[str, Any], args: list[str],
-         extra_labels: dict[str, str]) -> dict[str, Any]:
-    """A one-shot Job running the admin-api CLI with the image and settings of `template` (the known-good pods)."""
-    api = next(c for c in template["spec"]["containers"] if c["name"] == CONTAINER_NAME)
+def _job(owner: Owner, spec: AdminApiSpec, image: str, name: str, component: str, args: list[str]) -> dict[str, Any]:
+    """A one-shot Job running the admin-api CLI: `image` (the known-good version) with the instance's settings."""
     container = {
-        "name": component,
-        "image": api["image"],
-        "imagePullPolicy": api.get("imagePullPolicy", "IfNotPresent"),
-        "args": args,
-        "env": api.get("env", []),
-        "securityContext": RESTRICTED_CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        **_container(spec, component, args, service_env(spec)),
+        "image": image,
+        "resources": {k: dict(v) for k, v in spec.resources.items()},
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -293,8 +287,8 @@ def _job(owner: Owner, name: str, component: str, template: dict[str, Any], args
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],
     }
-    if "imagePullSecrets" in template["spec"]:
-        pod_spec["imagePullSecrets"] = template["spec"]["imagePullSecrets"]
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -304,7 +298,7 @@ def _job(owner: Owner, name: str, component: str, template: dict[str, Any], args
             "activeDeadlineSeconds": 3600,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": {
-                "metadata": {"labels": {**extra_labels, **instance_labels(owner.name, component)}},
+                "metadata": {"labels": {**spec.backup_pod_labels, **instance_labels(owner.name, component)}},
                 "spec": pod_spec,
             },
         },
@@ -318,14 +312,10 @@ def backup_key(instance: str, image: str, rollout_id: str, at: str) -> str:
     return f"{instance}/{stamp}-{tag}-{rollout_id[:8]}.dump"
 
 
-def backup_job(owner: Owner, spec: AdminApiSpec, good_template: dict[str, Any], rollout_id: str,
-               key: str) -> dict[str, Any]:
+def backup_job(owner: Owner, spec: AdminApiSpec, image: str, rollout_id: str, key: str) -> dict[str, Any]:
     args = ["backup", "--instance", owner.name, "--key", key, "--retention", str(spec.backup_retention)]
-    return _job(owner, f"{owner.name}-backup-{rollout_id[:10]}", "backup", good_template, args,
-                dict(spec.backup_pod_labels))
+    return _job(owner, spec, image, f"{owner.name}-backup-{rollout_id[:10]}", "backup", args)
 
 
-def restore_job(owner: Owner, spec: AdminApiSpec, good_template: dict[str, Any], rollout_id: str,
-                location: str) -> dict[str, Any]:
-    return _job(owner, f"{owner.name}-restore-{rollout_id[:10]}", "restore", good_template,
-                ["restore", location], dict(spec.backup_pod_labels))
+def restore_job(owner: Owner, spec: AdminApiSpec, image: str, rollout_id: str, location: str) -> dict[str, Any]:
+    return _job(owner, spec, image, f"{owner.name}-restore-{rollout_id[:10]}", "restore", ["restore", location])

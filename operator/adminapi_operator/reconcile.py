@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
 BOOTSTRAP_ADMIN = "admin"
-DEFAULT_BACKUP_BUCKET = "admin-api-backups"
 
 
 class Waiting(Exception):
@@ -226,7 +225,13 @@ class Reconciler:
             key = builders.backup_key(owner.name, last_good["image"], rollout["id"], rollout["startedAt"])
             rollout.update(backupKey=key)
             self._record_step(inst, rollout)
-        job = builders.backup_job(owner, spec, last_good["template"], rollout["id"], rollout["backupKey"])
+        if not spec.backup_target:
+            message = ("spec.backup is enabled but spec.minio is incomplete (endpoint, bucket, accessKeySecretRef, "
+                       f"secretKeySecretRef): nothing was rolled out; {rollout['fromImage']} keeps running")
+            inst.event("Warning", "BackupFailed", message)
+            self._finish(inst, rollout, "BackupFailed", message)
+            return
+        job = builders.backup_job(owner, spec, last_good["image"], rollout["id"], rollout["backupKey"])
         name = job["metadata"]["name"]
         live = self.kube.get("batch/v1", "Job", owner.namespace, name)
         if live is None:
@@ -240,7 +245,7 @@ class Reconciler:
             inst.event("Warning", "BackupFailed", message)
             self._finish(inst, rollout, "BackupFailed", message)
             return
-        location = f"s3://{spec.minio_bucket or DEFAULT_BACKUP_BUCKET}/{rollout['backupKey']}"
+        location = f"s3://{spec.minio_bucket}/{rollout['backupKey']}"
         rollout["step"] = "RollingOut"
         inst.event("Normal", "BackupCompleted", f"database backed up to {location}")
         self._record_step(inst, rollout, lastBackup={"name": name, "time": now_iso(), "location": location})
@@ -279,7 +284,7 @@ class Reconciler:
             if stopped.current:
                 raise Waiting(f"waiting for {stopped.current} pods to stop before the restore")
             location = inst.status["lastBackup"]["location"]
-            job = builders.restore_job(owner, spec, last_good["template"], rollout["id"], location)
+            job = builders.restore_job(owner, spec, last_good["image"], rollout["id"], location)
             name = job["metadata"]["name"]
             live = self.kube.get("batch/v1", "Job", owner.namespace, name)
             if live is None:

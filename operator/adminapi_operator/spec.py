@@ -134,6 +134,11 @@ class AdminApiSpec:
         spec.check()
         return spec
 
+    @property
+    def backup_target(self) -> bool:
+        """Whether the object storage a backup goes to is fully configured."""
+        return bool(self.minio_endpoint and self.minio_bucket and self.minio_access_key and self.minio_secret_key)
+
     def check(self) -> None:
         """Refuse what the schema cannot express but would deploy broken."""
         if self.replicas > 1 and not self.qdrant_host:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -21,11 +22,8 @@ from tests.support.kube import REPO_ROOT, wait_for
 CRD_FILE = REPO_ROOT / "crds" / "adminapi.aistreams.io.yaml"
 OPERATOR = Path(sys.executable).with_name("adminapi-operator")
 
-# The guide's deployment, as the sample AdminApi (manifests/sample-adminapi.yaml) states it.
-GUIDE_SPEC = {
-    "image": "registry.example.com/admin-api:1.0.0",
-    "qdrant": {"host": "qdrant"},
-}
+# The guide's deployment: the spec of the sample AdminApi users are told to apply.
+GUIDE_SPEC = yaml.safe_load((REPO_ROOT / "manifests" / "sample-adminapi.yaml").read_text())["spec"]
 
 
 @pytest.fixture

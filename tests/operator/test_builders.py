@@ -10,6 +10,8 @@ from adminapi_operator.spec import AdminApiSpec
 from .conftest import GUIDE_SPEC
 
 K8S_VERSION = "1.35"
+MINIO = {"endpoint": "minio:9000", "bucket": "backups", "accessKeySecretRef": {"name": "s3", "key": "a"},
+         "secretKeySecretRef": {"name": "s3", "key": "s"}}
 
 
 def all_objects(owner, spec):
@@ -18,8 +20,8 @@ def all_objects(owner, spec):
         builders.deployment(owner, spec, template),
         builders.service(owner, spec),
         builders.bootstrap_secret(owner, "admin", "generated"),
-        builders.backup_job(owner, spec, template, "a" * 16, "k/key.dump"),
-        builders.restore_job(owner, spec, template, "a" * 16, "s3://b/k/key.dump"),
+        builders.backup_job(owner, spec, "admin-api:0.9.0", "a" * 16, "k/key.dump"),
+        builders.restore_job(owner, spec, "admin-api:0.9.0", "a" * 16, "s3://b/k/key.dump"),
     ]
     pdb = builders.pod_disruption_budget(owner, spec)
     return objs + ([pdb] if pdb else [])
@@ -145,13 +147,15 @@ def test_no_secret_value_is_ever_literal(owner):
 
 
 def test_backup_job_uses_the_known_good_image_and_says_where(owner):
-    spec = AdminApiSpec.parse({**GUIDE_SPEC, "backup": {"podLabels": {"sim.aistreams.io/fail": "true"}}}, owner.name)
-    good = builders.pod_template(owner.name, AdminApiSpec.parse({**GUIDE_SPEC, "image": "admin-api:1.0.0"}, owner.name))
+    spec = AdminApiSpec.parse({**GUIDE_SPEC, "image": "admin-api:2.0.0", "minio": MINIO,
+                               "backup": {"podLabels": {"sim.aistreams.io/fail": "true"}}}, owner.name)
     key = builders.backup_key(owner.name, "admin-api:1.0.0", "0123456789abcdef", "2026-11-25T10:00:00Z")
     assert key == "admin-api/20261125T100000Z-1.0.0-01234567.dump"
-    job = builders.backup_job(owner, spec, good, "0123456789abcdef", key)
+    job = builders.backup_job(owner, spec, "admin-api:1.0.0", "0123456789abcdef", key)
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "admin-api:1.0.0"
+    assert container["image"] == "admin-api:1.0.0"  # the running version, not the one being rolled out
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MINIO_BUCKET"]["value"] == "backups" and "secretKeyRef" in env["MINIO_SECRET_KEY"]["valueFrom"]
     assert container["args"][:5] == ["backup", "--instance", "admin-api", "--key", key]
     assert job["metadata"]["name"] == "admin-api-backup-0123456789"
     assert job["spec"]["template"]["metadata"]["labels"]["sim.aistreams.io/fail"] == "true"

@@ -17,7 +17,10 @@ pytestmark = [pytest.mark.kube]
 NAME = "chat"
 A, B, C = "admin-api:1.0.0", "admin-api:1.1.0", "admin-api:1.2.0"
 # Deployment-only gate here: the pods are simulated, so there is no service behind the Service to ask.
-BASE = {"replicas": 2, "qdrant": {"host": "qdrant"}, "rollout": {"healthChecks": False, "timeoutSeconds": 15}}
+MINIO = {"endpoint": "minio:9000", "bucket": "backups", "accessKeySecretRef": {"name": "s3", "key": "access"},
+         "secretKeySecretRef": {"name": "s3", "key": "secret"}}
+BASE = {"replicas": 2, "qdrant": {"host": "qdrant"}, "minio": MINIO,
+        "rollout": {"healthChecks": False, "timeoutSeconds": 15}}
 NOT_READY = {"sim.aistreams.io/ready": "false"}
 FAIL = {"sim.aistreams.io/fail": "true"}
 
@@ -53,7 +56,7 @@ def test_good_rollout_backs_up_first_then_rolls_out(local_cluster, operator, adm
     # The new ReplicaSet appeared only after the backup had completed.
     assert ts(job.status.completion_time) <= ts(new_replicaset_created(adminapis, B))
     assert status["lastBackup"]["name"] == job.metadata.name
-    assert status["lastBackup"]["location"].startswith("s3://") and "1.0.0" in status["lastBackup"]["location"]
+    assert status["lastBackup"]["location"].startswith("s3://backups/chat/") and "1.0.0" in status["lastBackup"]["location"]
     assert status["history"][0]["outcome"] == "Succeeded" and status["history"][0]["image"] == B
     # (Events have one-second timestamps: their order is proven above, by the objects' own times.)
     assert {"RolloutStarted", "BackupStarted", "BackupCompleted", "RolloutSucceeded"} <= set(adminapis.event_reasons(NAME))
@@ -188,3 +191,12 @@ def test_rollback_can_restore_the_pre_rollout_backup(local_cluster, operator, ad
     assert "database restored from the pre-rollout backup" in status["message"]
     assert {"RestoreStarted", "RolledBack"} <= set(adminapis.event_reasons(NAME))
     wait_until(lambda: adminapis.status(NAME).get("ready") == "2/2", timeout=60, what="A serving again")
+
+
+def test_backup_without_object_storage_is_refused_clearly(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**{k: v for k, v in BASE.items() if k != "minio"}, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B})
+    status = adminapis.wait_phase(NAME, "BackupFailed")
+    assert "spec.minio is incomplete" in status["message"] and adminapis.image(NAME) == A
+    assert not backup_jobs(adminapis)
