@@ -52,8 +52,8 @@ def crd(kubeconfig: Path, kube_api: client.ApiClient) -> None:
 class Operator:
     """`adminapi-operator` as a real process, watching one namespace; can be killed and started again."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log_path: Path):
-        self.kubeconfig, self.namespace, self.log_path = kubeconfig, namespace, log_path
+    def __init__(self, kubeconfig: Path, namespace: str, log_path: Path, log_format: str = "plain"):
+        self.kubeconfig, self.namespace, self.log_path, self.log_format = kubeconfig, namespace, log_path, log_format
         self.process: subprocess.Popen | None = None
         self.health_port = 0
 
@@ -64,7 +64,7 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            [str(OPERATOR), "--namespace", self.namespace, "--log-format", "plain",
+            [str(OPERATOR), "--namespace", self.namespace, "--log-format", self.log_format,
              f"--liveness=http://127.0.0.1:{self.health_port}/healthz"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
