@@ -44,12 +44,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.locks = {}
 
 
-def _reconcile(body: Any, memo: kopf.Memo, logger: logging.Logger) -> None:
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    lock = memo.locks.setdefault(key, threading.Lock())
-    with lock:
+def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
+    with memo.locks.setdefault((namespace, name), threading.Lock()):
         # Kopf's body may lag behind our own status writes: always decide on the latest object.
-        latest = memo.reconciler.kube.get_adminapi(*key)
+        latest = memo.reconciler.kube.get_adminapi(namespace, name)
         if latest is None or latest["metadata"].get("deletionTimestamp"):
             return
         outcome = memo.reconciler.reconcile(latest)
@@ -64,8 +62,8 @@ def _reconcile(body: Any, memo: kopf.Memo, logger: logging.Logger) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RETRY_ANNOTATION))
-def adminapi_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    _reconcile(body, memo, logger)
+def adminapi_changed(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    _reconcile(namespace, name, memo, logger)
 
 
 def _owner_of(body: kopf.Body) -> tuple[str, str] | None:
@@ -83,10 +81,7 @@ def owned_object_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logge
     owner = _owner_of(body)
     if owner is None:
         return
-    adminapi = memo.reconciler.kube.get_adminapi(*owner)
-    if adminapi is None:
-        return
     try:
-        _reconcile(adminapi, memo, logger)
+        _reconcile(*owner, memo, logger)
     except kopf.TemporaryError:
         pass  # a rollout step is under way; the AdminApi's own handler keeps polling it
