@@ -21,7 +21,7 @@ from . import builders
 from .builders import Owner
 from .kube import Kube
 from .spec import AdminApiSpec, InvalidSpec
-from .status import Progress, condition, merge_conditions, now_iso, workload_status
+from .status import Progress, condition, merge_conditions, now_iso, summary, workload_status
 
 log = logging.getLogger(__name__)
 
@@ -225,30 +225,36 @@ class Reconciler:
             key = builders.backup_key(owner.name, last_good["image"], rollout["id"], rollout["startedAt"])
             rollout.update(backupKey=key)
             self._record_step(inst, rollout)
+        kept = f"nothing was rolled out; {rollout['fromImage']} keeps running"
         if not spec.backup_target:
-            message = ("spec.backup is enabled but spec.minio is incomplete (endpoint, bucket, accessKeySecretRef, "
-                       f"secretKeySecretRef): nothing was rolled out; {rollout['fromImage']} keeps running")
-            inst.event("Warning", "BackupFailed", message)
-            self._finish(inst, rollout, "BackupFailed", message)
+            self._backup_failed(inst, rollout, "spec.backup is enabled but spec.minio is incomplete (endpoint, "
+                                               f"bucket, accessKeySecretRef, secretKeySecretRef): {kept}")
             return
         job = builders.backup_job(owner, spec, last_good["image"], rollout["id"], rollout["backupKey"])
         name = job["metadata"]["name"]
-        live = self.kube.get("batch/v1", "Job", owner.namespace, name)
-        if live is None:
-            live = self.kube.apply(job)
-            inst.event("Normal", "BackupStarted", f"Job {name} backs the database up to {rollout['backupKey']}")
-        state = job_state(live)
-        if state is None:
-            raise Waiting(f"backup Job {name} is running")
-        if state == "Failed":
-            message = f"backup Job {name} failed: nothing was rolled out; {rollout['fromImage']} keeps running"
-            inst.event("Warning", "BackupFailed", message)
-            self._finish(inst, rollout, "BackupFailed", message)
+        if self._run_job(inst, job, "BackupStarted", f"backs the database up to {rollout['backupKey']}") == "Failed":
+            self._backup_failed(inst, rollout, f"backup Job {name} failed: {kept}")
             return
         location = f"s3://{spec.minio_bucket}/{rollout['backupKey']}"
         rollout["step"] = "RollingOut"
         inst.event("Normal", "BackupCompleted", f"database backed up to {location}")
         self._record_step(inst, rollout, lastBackup={"name": name, "time": now_iso(), "location": location})
+
+    def _run_job(self, inst: Instance, job: dict[str, Any], started_reason: str, what: str) -> str:
+        """Create `job` once (its name is the rollout's) and return 'Complete' or 'Failed'; Waiting while it runs."""
+        name = job["metadata"]["name"]
+        live = self.kube.get("batch/v1", "Job", inst.owner.namespace, name)
+        if live is None:
+            live = self.kube.apply(job)
+            inst.event("Normal", started_reason, f"Job {name} {what}")
+        state = job_state(live)
+        if state is None:
+            raise Waiting(f"Job {name} is running")
+        return state
+
+    def _backup_failed(self, inst: Instance, rollout: dict[str, Any], message: str) -> None:
+        inst.event("Warning", "BackupFailed", message)
+        self._finish(inst, rollout, "BackupFailed", message)
 
     def _step_verify(self, inst: Instance, rollout: dict[str, Any], desired: dict[str, Any], desired_hash: str) -> None:
         owner, spec = inst.owner, inst.spec
@@ -285,17 +291,11 @@ class Reconciler:
                 raise Waiting(f"waiting for {stopped.current} pods to stop before the restore")
             location = inst.status["lastBackup"]["location"]
             job = builders.restore_job(owner, spec, last_good["image"], rollout["id"], location)
-            name = job["metadata"]["name"]
-            live = self.kube.get("batch/v1", "Job", owner.namespace, name)
-            if live is None:
-                live = self.kube.apply(job)
-                inst.event("Normal", "RestoreStarted", f"Job {name} restores {location}")
-            state = job_state(live)
-            if state is None:
-                raise Waiting(f"restore Job {name} is running")
+            state = self._run_job(inst, job, "RestoreStarted", f"restores {location}")
             rollout.update(step="RollingBack", restored=state == "Complete")
             if state == "Failed":
-                inst.event("Warning", "RestoreFailed", f"restore Job {name} failed; the database was not restored")
+                inst.event("Warning", "RestoreFailed",
+                           f"restore Job {job['metadata']['name']} failed; the database was not restored")
             self._record_step(inst, rollout)
         deployment = self._apply_deployment(inst, last_good["template"])
         message = f"rolled back to {last_good['image']}: {rollout.get('failure', 'rollout failed')}"
@@ -311,17 +311,13 @@ class Reconciler:
         failed = result != "Succeeded"
         entry = {"image": rollout["image"], "fromImage": rollout["fromImage"], "templateHash": rollout["id"],
                  "outcome": result, "startedAt": rollout["startedAt"], "finishedAt": now_iso(), "message": message}
-        g = inst.generation
         update = {
-            "phase": "Ready" if not failed else result,
-            "message": message,
+            # Still serving (the last good version) after a failed rollout, hence Ready but Degraded.
+            **summary("Ready" if not failed else result, message, inst.generation, result,
+                      ready=True, progressing=False, degraded=failed),
             "rollout": None,
             "history": ([entry] + list(inst.status.get("history") or []))[:HISTORY_LENGTH],
-            # Still serving (the last good version) after a failed rollout, hence Ready but Degraded.
-            "conditions": [condition("Ready", True, result, message, g),
-                           condition("Progressing", False, result, message, g),
-                           condition("Degraded", failed, result if failed else "AsExpected", message, g)],
-            "observedGeneration": g,
+            "observedGeneration": inst.generation,
             **extra,
         }
         if failed:

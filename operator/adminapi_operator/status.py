@@ -68,47 +68,29 @@ class Progress:
         return f"{self.ready}/{self.replicas} ready, {self.updated} updated"
 
 
+def summary(phase: str, message: str, generation: int, reason: str,
+            ready: bool, progressing: bool, degraded: bool) -> dict[str, Any]:
+    """phase, message and the three conditions, all for one reason."""
+    return {
+        "phase": phase,
+        "message": message,
+        "conditions": [
+            condition("Ready", ready, reason, message, generation),
+            condition("Progressing", progressing, reason, message, generation),
+            condition("Degraded", degraded, reason if degraded else "AsExpected", message, generation),
+        ],
+    }
+
+
 def workload_status(progress: Progress, generation: int, invalid: str | None = None) -> dict[str, Any]:
     """phase + Ready/Progressing/Degraded for an instance that is not in the middle of a rollout step."""
     if invalid:
-        return {
-            "phase": "Invalid",
-            "message": invalid,
-            "conditions": [
-                condition("Ready", False, "InvalidSpec", invalid, generation),
-                condition("Progressing", False, "InvalidSpec", invalid, generation),
-                condition("Degraded", True, "InvalidSpec", invalid, generation),
-            ],
-        }
+        return summary("Invalid", invalid, generation, "InvalidSpec", ready=False, progressing=False, degraded=True)
     if progress.complete:
-        message = f"{progress.describe()}; all replicas available"
-        return {
-            "phase": "Ready",
-            "message": message,
-            "conditions": [
-                condition("Ready", True, "DeploymentAvailable", message, generation),
-                condition("Progressing", False, "RolloutComplete", message, generation),
-                condition("Degraded", False, "AsExpected", message, generation),
-            ],
-        }
+        return summary("Ready", f"{progress.describe()}; all replicas available", generation, "DeploymentAvailable",
+                        ready=True, progressing=False, degraded=False)
     if progress.deadline_exceeded:
-        message = f"Deployment exceeded its progress deadline: {progress.describe()}"
-        return {
-            "phase": "Failed",
-            "message": message,
-            "conditions": [
-                condition("Ready", False, "ProgressDeadlineExceeded", message, generation),
-                condition("Progressing", False, "ProgressDeadlineExceeded", message, generation),
-                condition("Degraded", True, "ProgressDeadlineExceeded", message, generation),
-            ],
-        }
-    message = f"rolling out: {progress.describe()}"
-    return {
-        "phase": "Progressing",
-        "message": message,
-        "conditions": [
-            condition("Ready", False, "RollingOut", message, generation),
-            condition("Progressing", True, "RollingOut", message, generation),
-            condition("Degraded", False, "AsExpected", message, generation),
-        ],
-    }
+        return summary("Failed", f"Deployment exceeded its progress deadline: {progress.describe()}", generation,
+                        "ProgressDeadlineExceeded", ready=False, progressing=False, degraded=True)
+    return summary("Progressing", f"rolling out: {progress.describe()}", generation, "RollingOut",
+                    ready=False, progressing=True, degraded=False)
