@@ -99,6 +99,7 @@ def test_bad_version_is_rolled_back_and_later_changes_still_work(local_cluster, 
     wait_until(lambda: adminapis.image(NAME) == B, timeout=60, what="B being rolled out")
     started = datetime.datetime.now(datetime.timezone.utc)
     status = adminapis.wait_phase(NAME, "RolledBack", timeout=120)
+    detection = datetime.datetime.now(datetime.timezone.utc) - started
     assert adminapis.image(NAME) == A and status["currentImage"] == A
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "RolledBack"
@@ -110,8 +111,7 @@ def test_bad_version_is_rolled_back_and_later_changes_still_work(local_cluster, 
     assert adminapis.image(NAME) == A
     # The old version serves again: all its replicas ready.
     wait_until(lambda: adminapis.status(NAME).get("ready") == "2/2", timeout=60, what="A fully ready again")
-    detection = datetime.datetime.now(datetime.timezone.utc) - started
-    print(f"\nrollback of a never-ready version: {detection.total_seconds():.1f}s with timeoutSeconds=15")
+    print(f"\nnew template applied -> RolledBack: {detection.total_seconds():.1f}s with timeoutSeconds=15")
     # An unrelated later change rolls out normally.
     adminapis.patch_spec(NAME, {"image": C, "podLabels": None})
     adminapis.wait_phase(NAME, "Ready", timeout=120)
