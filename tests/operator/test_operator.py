@@ -183,3 +183,10 @@ def _healthy(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def test_kubectl_explain_teaches_the_fields(crd, kubeconfig):
+    text = kubectl(kubeconfig, "explain", "adminapi.spec").stdout
+    assert "image" in text and "-required-" in text
+    assert "the guide runs 3" in kubectl(kubeconfig, "explain", "adminapi.spec.replicas").stdout
+    assert "Secret" in kubectl(kubeconfig, "explain", "adminapi.spec.database").stdout
