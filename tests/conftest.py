@@ -2,4 +2,5 @@ pytest_plugins = [
     "tests.support.services",
     "tests.support.openai_server",
     "tests.support.kube",
+    "tests.support.s3",
 ]

@@ -3,6 +3,9 @@
     admin-api serve [--host H] [--port P]              run the API (uvicorn)
     admin-api migrate                                   apply schema migrations (+ bootstrap admin)
     admin-api create-user USERNAME [--admin] --password-stdin
+    admin-api backup --instance NAME [--key KEY] [--retention N]
+                                                        pg_dump into object storage; prints one JSON line
+    admin-api restore s3://BUCKET/KEY                   pg_restore such a backup; prints one JSON line
 
 Exit codes: 0 ok, 1 the command failed, 2 bad usage or configuration.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,7 +23,8 @@ from collections.abc import Sequence
 import asyncpg
 from pydantic import ValidationError
 
-from admin_api.settings import DatabaseSettings, Settings, describe_config_error
+from admin_api.backup import BackupError
+from admin_api.settings import BackupSettings, DatabaseSettings, Settings, describe_config_error
 
 # Below Kubernetes' default terminationGracePeriodSeconds (30), so in-flight requests get to finish
 # and the process still exits before it is killed.
@@ -42,11 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"admin-api: {error}", file=sys.stderr)
         return 1
+    except BackupError as error:
+        print(f"admin-api {args.command_name}: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="admin-api", description="AI Streams Admin API chat service.")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="command_name")
 
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
@@ -63,14 +71,55 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", required=True, help="read the password from standard input"
     )
     create_user.set_defaults(command=create_user_command)
+
+    backup = commands.add_parser(
+        "backup", help="dump the database into object storage (MINIO_*), print one JSON line describing it"
+    )
+    backup.add_argument(
+        "--instance", required=True, type=_instance_name, metavar="NAME", help="the instance the backup is of"
+    )
+    backup.add_argument("--key", help="object key (default: INSTANCE/<UTC time>-<version>.dump)")
+    backup.add_argument(
+        "--retention", type=_positive_int, metavar="N", help="then keep only the newest N backups of the instance"
+    )
+    backup.set_defaults(command=backup_command)
+
+    restore = commands.add_parser("restore", help="restore a backup into DATABASE_URL (checksum verified first)")
+    restore.add_argument("location", type=_location, help="s3://BUCKET/KEY, as printed by `admin-api backup`")
+    restore.set_defaults(command=restore_command)
     return parser
+
+
+def _instance_name(value: str) -> str:
+    from admin_api.backup.service import validate_instance
+
+    try:
+        return validate_instance(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
+
+
+def _location(value: str) -> str:
+    from admin_api.backup.storage import parse_location
+
+    try:
+        parse_location(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from admin_api.core.logging import configure_logging
-    from admin_api.main import create_app
+    from admin_api.main import begin_shutdown, create_app
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -78,10 +127,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: object) -> None:
-            # Tell the app first: readiness turns 503 and long streams can wind down.
-            resources = getattr(app.state, "resources", None)
-            if resources is not None:
-                resources.shutting_down.set()
+            # Tell the app first, before uvicorn's graceful wait: readiness turns 503 and open streams end.
+            # This runs as a signal handler: call_soon_threadsafe is signal-safe and wakes the event loop.
+            asyncio.get_running_loop().call_soon_threadsafe(begin_shutdown, app)
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
@@ -131,6 +179,22 @@ def create_user_command(args: argparse.Namespace) -> int:
     except UsernameTaken:
         raise CommandError(f"user {args.username!r} already exists") from None
     print(f"created {'admin ' if args.admin else ''}user {args.username!r} (id {user_id})")
+    return 0
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    from admin_api.backup.service import backup
+
+    result = backup(BackupSettings(), args.instance, key=args.key, retention=args.retention)
+    print(json.dumps(result.as_dict()), flush=True)
+    return 0
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    from admin_api.backup.service import restore
+
+    result = restore(BackupSettings(), args.location)
+    print(json.dumps(result.as_dict()), flush=True)
     return 0
 
 

@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from admin_api import __version__
 from admin_api.auth.router import router as auth_router
 from admin_api.chat.llm import build_llm_client
+from admin_api.chat.router import REPLAYED_HEADER
 from admin_api.chat.router import router as chat_router
 from admin_api.core.db import create_pool
 from admin_api.core.deps import MetricsDep
@@ -37,7 +38,8 @@ from admin_api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-POOL_CLOSE_TIMEOUT_SECONDS = 10
+# With cli.GRACEFUL_SHUTDOWN_SECONDS, within the pod's terminationGracePeriodSeconds (30 s).
+POOL_CLOSE_TIMEOUT_SECONDS = 5
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,6 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """The server is stopping (`admin-api serve` calls this on SIGTERM, on the event loop): readiness
+    answers 503 and open chat streams end with their error event at once, so in-flight work finishes
+    within the graceful shutdown instead of being cut at its end. The lifespan's end does it too."""
+    resources: Resources | None = getattr(app.state, "resources", None)
+    if resources is not None and not resources.shutting_down.is_set():
+        resources.shutting_down.set()
+        log.info("admin-api shutting down: readiness 503, ending open streams")
+
+
 def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     """Outermost first; core/middleware.py explains each one."""
     return [
@@ -95,7 +107,7 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
             allow_credentials=True,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", REPLAYED_HEADER],
         ),
         Middleware(ErrorBoundaryMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from admin_api import __version__
 
@@ -25,6 +26,7 @@ class DatabaseSettings(BaseSettings):
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None
     log_level: str = "INFO"
+    app_version: str = __version__
 
     @field_validator("database_url")
     @classmethod
@@ -33,10 +35,12 @@ class DatabaseSettings(BaseSettings):
             raise ValueError("must be a postgresql+asyncpg://user:password@host:port/database URL")
         try:
             url = make_url(value)
-        except Exception:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise ValueError("is not a valid URL") from None
         if not url.host or not url.database:
             raise ValueError("must name a host and a database")
+        if url.port is not None and not 1 <= url.port <= 65535:
+            raise ValueError("port must be 1 to 65535")
         return value
 
     @field_validator("log_level")
@@ -89,7 +93,6 @@ class Settings(DatabaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
-    app_version: str = __version__
 
     @field_validator("redis_url")
     @classmethod
@@ -115,6 +118,25 @@ class Settings(DatabaseSettings):
             if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
                 raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
         return origins
+
+
+class BackupSettings(DatabaseSettings):
+    """What `backup` and `restore` need: the database and the object storage, not the LLM or Redis."""
+
+    minio_endpoint: str
+    minio_access_key: SecretStr
+    minio_secret_key: SecretStr
+    minio_bucket: str = Field(min_length=3, max_length=63)
+    minio_secure: bool = True
+    # Where pg_dump/pg_restore live when they are not on PATH (they must match the server's major version).
+    pg_bin: str | None = None
+
+    @field_validator("minio_endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if "://" in value or "/" in value:
+            raise ValueError("must be host:port without a scheme or path (MINIO_SECURE picks https or http)")
+        return value
 
 
 def describe_config_error(error: ValidationError) -> str:

@@ -5,9 +5,10 @@ It runs uvicorn in a background thread on 127.0.0.1 (random port) and serves:
   GET  /v1/models
 (/v1/embeddings comes with the documents work: add a handler to `_routes`.)
 
-Each test scripts how the next answers behave (text, delays, HTTP errors, a dropped connection, a vLLM-style
-`data: {"error": ...}` chunk after a 200) and reads back what the server received, including whether the
-client went away before the answer was complete (that is how a test proves upstream cancellation).
+Each test scripts how the next answers behave (text, delays, held until released, HTTP errors, a dropped
+connection, a vLLM-style `data: {"error": ...}` chunk after a 200) and reads back what the server received,
+including whether the client went away before the answer was complete (that is how a test proves upstream
+cancellation).
 
     def test_x(openai_server):
         openai_server.script(answer="Hi there", chunk_delay=0.05)
@@ -53,6 +54,7 @@ class Script:
     first_byte_delay: float = 0.0  # seconds before the status line (a slow model, or a timeout test)
     chunk_delay: float = 0.0  # seconds between stream chunks
     hold: bool = False  # wait before the first byte until the test calls release()
+    hold_after: int | None = None  # stream: after this many content chunks, wait until the test calls release()
     status: int = 200  # != 200: answer an OpenAI-style error body with this status
     error_message: str = "The test server was told to fail."
     error_type: str = "server_error"
@@ -282,6 +284,8 @@ class OpenAIServer:
         for sent, piece in enumerate(pieces):
             if script.break_after is not None and sent >= script.break_after:
                 raise _DropConnection()
+            if script.hold_after is not None and sent == script.hold_after:
+                await self._gate.wait()
             if script.error_chunk_after is not None and sent >= script.error_chunk_after:
                 await event({"error": _error_body(script.error_message, script.error_type, 500)["error"]})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

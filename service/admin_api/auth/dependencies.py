@@ -1,4 +1,5 @@
-"""The `current_user` dependency: every /api/v1 route except login depends on it (401 without a session)."""
+"""The `get_current_user` dependency (`user: AuthenticatedUser` in a route): every /api/v1 route except
+login depends on it (401 without a session)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ class CurrentUser:
     session_id_hash: str
 
 
-async def session_store(redis: RedisDep, settings: SettingsDep) -> SessionStore:
+async def get_session_store(redis: RedisDep, settings: SettingsDep) -> SessionStore:
     return SessionStore(redis, idle_seconds=settings.session_idle_seconds, max_seconds=settings.session_max_seconds)
 
 
-async def current_user(request: Request, sessions: Annotated[SessionStore, Depends(session_store)]) -> CurrentUser:
+async def get_current_user(
+    request: Request, sessions: Annotated[SessionStore, Depends(get_session_store)]
+) -> CurrentUser:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated.")
@@ -38,4 +41,4 @@ async def current_user(request: Request, sessions: Annotated[SessionStore, Depen
 
 
 # Put `user: AuthenticatedUser` in a route's parameters to require a session.
-AuthenticatedUser = Annotated[CurrentUser, Depends(current_user)]
+AuthenticatedUser = Annotated[CurrentUser, Depends(get_current_user)]

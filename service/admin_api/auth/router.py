@@ -15,15 +15,15 @@ from admin_api.settings import Settings
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-async def auth_service(resources: ResourcesDep) -> AuthService:
+async def get_auth_service(resources: ResourcesDep) -> AuthService:
     return AuthService(resources.pool, resources.redis, resources.settings)
 
 
-Auth = Annotated[AuthService, Depends(auth_service)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
 @router.post("/login", response_model=UserOut)
-async def login(body: LoginRequest, request: Request, response: Response, service: Auth) -> UserOut:
+async def login(body: LoginRequest, request: Request, response: Response, service: AuthServiceDep) -> UserOut:
     try:
         result = await service.login(
             body.username,
@@ -44,7 +44,7 @@ async def login(body: LoginRequest, request: Request, response: Response, servic
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(user: AuthenticatedUser, service: Auth) -> Response:
+async def logout(user: AuthenticatedUser, service: AuthServiceDep) -> Response:
     await service.logout(user.session_id_hash)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(

@@ -14,10 +14,15 @@ from admin_api.chat.schemas import TokenUsage
 if TYPE_CHECKING:
     from admin_api.settings import Settings
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # vLLM ignores the key, but the SDK refuses to start without one.
 PLACEHOLDER_API_KEY = "unused"
+
+# What the LLM (or the way to it) can make the SDK raise: its own errors (refused, timed out, an error
+# status, a dropped stream, an error chunk: the SDK wraps transport errors) and undecodable data
+# (ValueError: JSON, or a usage pydantic refuses). Anything else is a bug of ours and is not hidden.
+UPSTREAM_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, ValueError)
 
 
 def build_llm_client(settings: Settings) -> openai.AsyncOpenAI:
@@ -56,6 +61,14 @@ class LLMUpstreamError(LLMError):
     pass
 
 
+class LLMCancelled(LLMError):
+    """We stopped waiting for the LLM because the server is shutting down (the client may retry elsewhere)."""
+
+    status_code = 503
+    outcome = "cancelled"
+    detail = "The server is restarting. Please retry."
+
+
 def translate_error(exc: BaseException) -> LLMError:
     """Map whatever the SDK raised to our three failures; never pass its text on (it may hold internals)."""
     if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: check it first
@@ -81,8 +94,11 @@ def _request_options(model: str, messages: list[dict[str, str]], temperature: fl
 def _usage(raw: Any) -> TokenUsage | None:
     if raw is None:
         return None
+    # getattr: a field the server left out is a validation error (ValueError), like a malformed one.
     return TokenUsage(
-        prompt_tokens=raw.prompt_tokens, completion_tokens=raw.completion_tokens, total_tokens=raw.total_tokens
+        prompt_tokens=getattr(raw, "prompt_tokens", None),
+        completion_tokens=getattr(raw, "completion_tokens", None),
+        total_tokens=getattr(raw, "total_tokens", None),
     )
 
 
@@ -91,7 +107,7 @@ async def complete(
 ) -> Completion:
     try:
         response = await client.chat.completions.create(**_request_options(model, messages, temperature))
-    except Exception as exc:  # a fault boundary: any failure here is the LLM's, never a 500
+    except UPSTREAM_ERRORS as exc:  # the LLM's failure, never a 500
         raise _logged(translate_error(exc), exc) from exc
     if not response.choices:
         raise _logged(LLMUpstreamError(), None)
@@ -105,7 +121,7 @@ async def open_stream(
     options = _request_options(model, messages, temperature)
     try:
         return await client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True})
-    except Exception as exc:
+    except UPSTREAM_ERRORS as exc:
         raise _logged(translate_error(exc), exc) from exc
 
 
@@ -118,13 +134,13 @@ async def stream_pieces(stream: openai.AsyncStream) -> AsyncIterator[str | Token
             for choice in chunk.choices:
                 if choice.delta.content:
                     yield choice.delta.content
-    except Exception as exc:  # a dropped stream, a read timeout, vLLM's `data: {"error": ...}` chunk
+    except UPSTREAM_ERRORS as exc:  # a dropped stream, a read timeout, vLLM's `data: {"error": ...}` chunk
         raise _logged(translate_error(exc), exc) from exc
 
 
 def _logged(error: LLMError, cause: BaseException | None) -> LLMError:
     # The exception's class is enough to diagnose; its text may echo the prompt, so it is not logged.
-    logger.warning(
+    log.warning(
         "llm call failed",
         extra={"llm_outcome": error.outcome, "llm_exception": type(cause).__name__ if cause else None},
     )

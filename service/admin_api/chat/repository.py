@@ -1,4 +1,5 @@
-"""SQL for conversations and messages (asyncpg; the caller owns the connection and transaction)."""
+"""SQL for conversations and messages (asyncpg; the caller owns the connection and transaction).
+Which conversations a user may write to: admin_api.conversations."""
 
 from __future__ import annotations
 
@@ -26,15 +27,6 @@ async def create_conversation(conn: asyncpg.Connection, *, cnvs_idt_id: str, use
         user_id,
         title,
     )
-
-
-async def owns_active_conversation(conn: asyncpg.Connection, *, cnvs_idt_id: str, user_id: int) -> bool:
-    found = await conn.fetchval(
-        'SELECT 1 FROM "USR_CNVS_SMRY" WHERE "CNVS_IDT_ID" = $1 AND "USR_ID" = $2 AND "USE_YN" = \'Y\'',
-        cnvs_idt_id,
-        user_id,
-    )
-    return found is not None
 
 
 async def recent_complete_messages(conn: asyncpg.Connection, *, cnvs_idt_id: str, limit: int) -> list[tuple[str, str]]:

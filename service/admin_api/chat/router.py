@@ -11,22 +11,22 @@ import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from admin_api.auth.dependencies import CurrentUser, current_user
+from admin_api.auth.dependencies import AuthenticatedUser
 from admin_api.chat.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
+from admin_api.chat.llm import LLMCancelled
 from admin_api.chat.schemas import ChatErrorResponse, ChatSendRequest, ChatSendResponse
 from admin_api.chat.service import (
     AnswerStream,
     ChatEvent,
     ChatService,
-    ConversationNotFound,
     ReplayedAnswer,
     TurnFailed,
     replay_events,
 )
-from admin_api.core.deps import get_resources
-from admin_api.core.resources import Resources
+from admin_api.core.deps import ResourcesDep
+from admin_api.core.middleware import TrackedSend
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
@@ -35,21 +35,19 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # no-cache for the EventSource spec's sake, no-store as on every API response; nginx must not buffer.
 SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
-SHUTDOWN_DETAIL = "The server is restarting. Please retry."
+SHUTDOWN_DETAIL = LLMCancelled.detail
 
 _LLM_FAILURE_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ChatErrorResponse, "description": description}
     for code, description in (
         (502, "The LLM answered with an error."),
-        (503, "The LLM is unavailable."),
+        (503, "The LLM is unavailable, or the server is shutting down."),
         (504, "The LLM did not answer in time."),
     )
 }
 
 
-def get_chat_service(
-    user: Annotated[CurrentUser, Depends(current_user)], resources: Annotated[Resources, Depends(get_resources)]
-) -> ChatService:
+async def get_chat_service(user: AuthenticatedUser, resources: ResourcesDep) -> ChatService:
     latency = resources.metrics.llm_latency
     return ChatService(
         pool=resources.pool,
@@ -58,7 +56,11 @@ def get_chat_service(
         model=resources.settings.llm_model,
         user_id=user.id,
         observe_llm=lambda outcome, seconds: latency.labels(outcome=outcome).observe(seconds),
+        shutting_down=resources.shutting_down,
     )
+
+
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 
 
 @router.post(
@@ -73,15 +75,13 @@ def get_chat_service(
 )
 async def send_message(
     body: ChatSendRequest,
-    chat: Annotated[ChatService, Depends(get_chat_service)],
-    resources: Annotated[Resources, Depends(get_resources)],
+    chat: ChatServiceDep,
+    resources: ResourcesDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
 ):
     _check_message_length(body, resources.settings.max_message_chars)
     try:
-        outcome = await chat.send(body, idempotency_key)
-    except ConversationNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Conversation not found.") from None
+        outcome = await chat.send(body, idempotency_key)  # an unknown conversation: ConversationNotFound, 404
     except IdempotencyKeyInUse:
         raise HTTPException(
             status.HTTP_409_CONFLICT, "A request with this Idempotency-Key is still in progress; retry later."
@@ -177,13 +177,7 @@ class ChatEventStreamResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stopped_by: list[str] = []
-        response_started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
             async with anyio.create_task_group() as group:
 
@@ -192,7 +186,7 @@ class ChatEventStreamResponse(StreamingResponse):
                     stopped_by.append(name)
                     group.cancel_scope.cancel()
 
-                group.start_soon(run_until, "complete", lambda: self.stream_response(send_tracking))
+                group.start_soon(run_until, "complete", lambda: self.stream_response(tracked))
                 group.start_soon(run_until, "disconnect", lambda: self.listen_for_disconnect(receive))
                 if self._shutting_down is not None:
                     group.start_soon(run_until, "shutdown", self._shutting_down.wait)
@@ -202,7 +196,7 @@ class ChatEventStreamResponse(StreamingResponse):
             if self._on_close is not None:
                 await self._on_close()
         if stopped_by and stopped_by[0] == "shutdown":
-            await self._end_for_shutdown(send, response_started)
+            await self._end_for_shutdown(send, tracked.response_started)
 
     async def _end_for_shutdown(self, send: Send, response_started: bool) -> None:
         if not response_started:

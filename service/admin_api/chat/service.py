@@ -6,28 +6,36 @@ Stored states of a turn (CNVS_MSG."STTS_CD"):
   (the client shows "not answered, retry"), and no assistant message is stored.
 - a stream that broke or whose client went away: the user message 'failed' and the partial answer, if any,
   stored as an assistant message 'failed'.
+- the server began to shut down before the LLM answered (LLMCancelled, 503): as when the LLM failed; an open
+  stream then ends like one whose client went away (chat.router.ChatEventStreamResponse).
 Only 'complete' messages are sent to the LLM as context, so a failed turn never confuses later answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
 import openai
 from redis.asyncio import Redis
 
+from admin_api import conversations
 from admin_api.chat import llm, repository
 from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
 from admin_api.chat.schemas import ChatSendRequest, ChatSendResponse, TokenUsage
+from admin_api.conversations import ConversationNotFound
+from admin_api.core.errors import is_unavailable
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CONTEXT_MESSAGES = 20  # previous complete messages sent to the LLM (10 turns): bounds prompt size and cost
 TITLE_MAX_CHARS = 60
@@ -35,10 +43,6 @@ CLEANUP_TIMEOUT_SECONDS = 5.0
 
 # observe_llm(outcome, seconds): feeds the core's llm_request_duration_seconds{outcome} histogram.
 LLMLatencyObserver = Callable[[str, float], None]
-
-
-class ConversationNotFound(Exception):
-    """Unknown, deleted, or another user's conversation: all look the same to the caller (404)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,27 @@ async def _shielded(action: Callable[[], Awaitable[None]]) -> None:
         try:
             await action()
         except Exception as exc:  # cleanup is best effort: the turn was already stored as sent
-            logger.warning("chat cleanup failed", extra={"error_type": type(exc).__name__})
+            if is_unavailable(exc):  # PostgreSQL or Redis gone: expected now and then, a line is enough
+                log.warning("chat cleanup failed", extra={"error_type": type(exc).__name__})
+            else:  # anything else is a bug: keep the trace
+                log.exception("chat cleanup failed", extra={"error_type": type(exc).__name__})
+
+
+async def _unless_shutting_down(call: Awaitable[T], shutting_down: asyncio.Event) -> T:
+    """Await `call`, unless the server begins to shut down first: then cancel it (which closes the LLM
+    request) and raise LLMCancelled, rather than keep the client waiting through the graceful shutdown."""
+    call_task = asyncio.ensure_future(call)
+    shutdown = asyncio.ensure_future(shutting_down.wait())
+    try:
+        await asyncio.wait((call_task, shutdown), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this request is cancelled itself
+        shutdown.cancel()
+        if not call_task.done():
+            call_task.cancel()
+            await asyncio.wait((call_task,))
+    if call_task.cancelled():
+        raise llm.LLMCancelled()
+    return call_task.result()
 
 
 class ChatService:
@@ -108,12 +132,14 @@ class ChatService:
         model: str,
         user_id: int,
         observe_llm: LLMLatencyObserver,
+        shutting_down: asyncio.Event,
     ) -> None:
         self._pool = pool
         self._llm = llm_client
         self._model = model
         self._user_id = user_id
         self._observe_llm = observe_llm
+        self._shutting_down = shutting_down
         self._idempotency = IdempotencyStore(redis, user_id=user_id)
 
     async def send(
@@ -163,34 +189,37 @@ class ChatService:
                 conn, cnvs_idt_id=cnvs_idt_id, user_id=self._user_id, title=conversation_title(request.message)
             )
             return cnvs_idt_id
-        if not await repository.owns_active_conversation(conn, cnvs_idt_id=request.cnvs_idt_id, user_id=self._user_id):
+        if await conversations.find_active(conn, request.cnvs_idt_id, self._user_id) is None:
             raise ConversationNotFound()
         return request.cnvs_idt_id
 
     async def _answer(self, turn: Turn) -> ChatSendResponse:
         started = time.perf_counter()
-        try:
-            completion = await llm.complete(
-                self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature
-            )
-        except llm.LLMError as error:
-            self._observe_llm(error.outcome, time.perf_counter() - started)
-            await _shielded(lambda: self.record_failed_turn(turn, partial_answer=""))
-            raise TurnFailed(error, turn) from error
-        self._observe_llm("ok", time.perf_counter() - started)
+        completion = await self._ask_llm(
+            turn,
+            started,
+            llm.complete(self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature),
+        )
+        self.observe_llm_since("ok", started)
         return await self.record_answer(turn, completion.text, completion.usage)
 
     async def _open_answer_stream(self, turn: Turn, claim: Claim | None) -> AnswerStream:
         started = time.perf_counter()
+        upstream = await self._ask_llm(
+            turn,
+            started,
+            llm.open_stream(self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature),
+        )
+        return AnswerStream(self, turn, upstream, claim, started)
+
+    async def _ask_llm(self, turn: Turn, started: float, call: Awaitable[T]) -> T:
+        """Await an LLM call; if it fails (or the server shuts down first), store the turn as failed."""
         try:
-            upstream = await llm.open_stream(
-                self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature
-            )
+            return await _unless_shutting_down(call, self._shutting_down)
         except llm.LLMError as error:
-            self._observe_llm(error.outcome, time.perf_counter() - started)
+            self.observe_llm_since(error.outcome, started)
             await _shielded(lambda: self.record_failed_turn(turn, partial_answer=""))
             raise TurnFailed(error, turn) from error
-        return AnswerStream(self, turn, upstream, claim, started)
 
     async def record_answer(self, turn: Turn, answer: str, usage: TokenUsage | None) -> ChatSendResponse:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -233,7 +262,7 @@ class ChatService:
         if claim is not None:
             await self._idempotency.release(claim)
 
-    def observe_llm(self, outcome: str, started: float) -> None:
+    def observe_llm_since(self, outcome: str, started: float) -> None:
         self._observe_llm(outcome, time.perf_counter() - started)
 
 
@@ -284,7 +313,7 @@ class AnswerStream:
         async def store_answer() -> None:
             # Shielded: once the upstream has finished, a client leaving must not lose the answer.
             await self._upstream.close()
-            self._service.observe_llm("ok", self._started)
+            self._service.observe_llm_since("ok", self._started)
             stored = await self._service.record_answer(self.turn, "".join(self._pieces), usage)
             result.update(stored.model_dump(mode="json"))
             await self._service.finish_idempotent(self._claim, result)
@@ -307,7 +336,7 @@ class AnswerStream:
 
     async def _settle_failure(self, outcome: str) -> None:
         await self._upstream.close()
-        self._service.observe_llm(outcome, self._started)
+        self._service.observe_llm_since(outcome, self._started)
         await self._service.release_idempotent(self._claim)
         await self._service.record_failed_turn(self.turn, partial_answer="".join(self._pieces))
 
@@ -317,5 +346,5 @@ class AnswerStream:
             await _shielded(self._events.aclose)
         if not self._settled:
             self._settled = True
-            logger.info("chat stream ended early", extra={"cnvs_idt_id": self.turn.cnvs_idt_id})
+            log.info("chat stream ended early", extra={"cnvs_idt_id": self.turn.cnvs_idt_id})
             await _shielded(lambda: self._settle_failure("cancelled"))

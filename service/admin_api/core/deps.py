@@ -6,7 +6,7 @@ hop per dependency per request for what is an attribute lookup.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
@@ -39,10 +39,6 @@ async def get_redis(request: Request) -> Redis:
 
 async def get_metrics(request: Request) -> Metrics:
     return resources_of(request).metrics
-
-
-async def get_llm(request: Request) -> Any:
-    return resources_of(request).llm
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]

@@ -23,6 +23,12 @@ UNAVAILABLE_DETAIL = "A backing service is temporarily unavailable; retry shortl
 INTERNAL_DETAIL = "Internal server error."
 
 
+class NotFound(Exception):
+    """Raised by the services for something the caller may not see; answered 404 with `detail`."""
+
+    detail = "Not found."
+
+
 def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(is_unavailable(inner) for inner in exc.exceptions)
@@ -37,6 +43,10 @@ def internal_error_response() -> JSONResponse:
     return JSONResponse({"detail": INTERNAL_DETAIL}, status_code=500)
 
 
+async def not_found_handler(request: Request, exc: NotFound) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=404)
+
+
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 saying where and what, without echoing the input (it may be a password)."""
     errors = [
@@ -48,5 +58,6 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(NotFound, not_found_handler)
     # Everything else that escapes the routes (unavailable backends, bugs) is answered by
     # core.middleware.ErrorBoundaryMiddleware, inside the security-header middleware.

@@ -48,6 +48,7 @@ def configure_logging(level: str = "INFO") -> None:
         root.removeHandler(handler)
     root.addHandler(json_handler())
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings too, as JSON (logger "py.warnings"), not plain stderr text
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

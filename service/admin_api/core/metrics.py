@@ -16,7 +16,8 @@ class Metrics:
     "/api/v1/history/list"), or "<unmatched>" so unknown paths cannot blow up the label set.
 
     `llm_latency` is for the chat package: observe the seconds an LLM call took, labelled with
-    `outcome` (e.g. "ok", "upstream_error", "unavailable", "timeout"), e.g.
+    `outcome`: "ok", "unavailable" (503), "timeout" (504), "upstream_error" (502) or "cancelled" (the
+    client left, or the server shut down), e.g.
         resources.metrics.llm_latency.labels(outcome="ok").observe(elapsed)
     """
 

@@ -43,6 +43,19 @@ SECURITY_HEADERS = {
 }
 
 
+class TrackedSend:
+    """An ASGI `send` that notes whether the response has started: after that, no error status can be sent."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.response_started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await self._send(message)
+
+
 class RequestContextMiddleware:
     """Gives each request an id (the client's X-Request-ID when it is sane), logs one line per
     request and records the HTTP metrics by route template."""
@@ -133,18 +146,11 @@ class ErrorBoundaryMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        response_started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, send_tracking)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
-            if response_started:  # too late for an error status; let the server close the connection
+            if tracked.response_started:  # too late for an error status; let the server close the connection
                 raise
             if is_unavailable(exc):
                 log.warning("backing service unavailable", extra={"error": type(exc).__name__})
@@ -182,7 +188,7 @@ class BodyLimitMiddleware:
                 return await _json_error(413, "Request body too large.", scope, receive, send)
 
         received = 0
-        response_started = False
+        tracked = TrackedSend(send)
 
         async def receive_limited() -> Message:
             nonlocal received
@@ -193,16 +199,10 @@ class BodyLimitMiddleware:
                     raise RequestBodyTooLarge()
             return message
 
-        async def send_tracking(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive_limited, send_tracking)
+            await self.app(scope, receive_limited, tracked)
         except RequestBodyTooLarge:
-            if response_started:
+            if tracked.response_started:
                 raise
             await _json_error(413, "Request body too large.", scope, receive, send)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,6 @@ class Resources:
     redis: Redis
     metrics: Metrics
     llm: Any  # the chat package's LLM client (admin_api.chat.llm)
-    # Set when the server begins to shut down: readiness turns 503 and long streams should end.
+    # Set when the server begins to shut down (`admin-api serve`: on SIGTERM, before uvicorn's graceful wait;
+    # otherwise when the lifespan ends): readiness turns 503, open streams and waits on the LLM end.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
-    started_at: float = field(default_factory=time.monotonic)

@@ -7,13 +7,17 @@ asks PostgreSQL and Redis each time, so it recovers by itself when they come bac
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from admin_api.core.deps import ResourcesDep
+from admin_api.core.errors import is_unavailable
 from admin_api.core.resources import Resources
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -28,7 +32,8 @@ async def _database_ok(resources: Resources) -> bool:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
             return await resources.pool.fetchval("SELECT 1") == 1
-    except Exception:  # any failure means "not available"; the reason is not the probe's business
+    except Exception as exc:  # any failure means "not available"; the reason is not the probe's business
+        _log_check_failure("database", exc)
         return False
 
 
@@ -36,8 +41,16 @@ async def _redis_ok(resources: Resources) -> bool:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
             return bool(await resources.redis.ping())
-    except Exception:
+    except Exception as exc:
+        _log_check_failure("redis", exc)
         return False
+
+
+def _log_check_failure(check: str, exc: Exception) -> None:
+    if is_unavailable(exc):  # down, unreachable or slow: what the probe is there to see
+        log.debug("health check failed", extra={"check": check, "error": type(exc).__name__})
+    else:  # not an outage: a bug must not hide behind a 503
+        log.exception("health check failed unexpectedly", extra={"check": check})
 
 
 @router.get("")

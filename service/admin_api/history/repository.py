@@ -8,7 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-_COLUMNS = '"CNVS_IDT_ID", "CNVS_TTL", "REG_DT", "UPD_DT"'
+from admin_api.conversations import SUMMARY_COLUMNS as _COLUMNS
+
 _ORDER = 'ORDER BY "REG_DT" DESC, "CNVS_IDT_ID" DESC'
 
 LIST_BY_OFFSET_SQL = f"""
@@ -28,11 +29,6 @@ LIMIT $4
 """
 
 COUNT_SQL = """SELECT count(*) FROM "USR_CNVS_SMRY" WHERE "USR_ID" = $1 AND "USE_YN" = 'Y'"""
-
-FIND_SQL = f"""
-SELECT {_COLUMNS} FROM "USR_CNVS_SMRY"
-WHERE "CNVS_IDT_ID" = $1 AND "USR_ID" = $2 AND "USE_YN" = 'Y'
-"""
 
 MESSAGES_SQL = """
 SELECT "MSG_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD", "REG_DT" FROM "CNVS_MSG"
@@ -65,10 +61,6 @@ async def list_after_cursor(
 
 async def count_active(conn: asyncpg.Connection, user_id: int) -> int:
     return await conn.fetchval(COUNT_SQL, user_id)
-
-
-async def find_active(conn: asyncpg.Connection, cnvs_idt_id: str, user_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(FIND_SQL, cnvs_idt_id, user_id)
 
 
 async def list_messages(conn: asyncpg.Connection, cnvs_idt_id: str) -> list[asyncpg.Record]:

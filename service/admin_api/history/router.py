@@ -1,10 +1,13 @@
-"""/api/v1/history: POST-only, JSON bodies (the guide's shape)."""
+"""/api/v1/history: POST-only, JSON bodies (the guide's shape).
+
+Another user's, a deleted or an unknown conversation: the service raises ConversationNotFound,
+answered 404 by the app's exception handler (core.errors)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends
 
 from admin_api.auth.dependencies import AuthenticatedUser
 from admin_api.core.deps import PoolDep
@@ -17,64 +20,55 @@ from admin_api.history.schemas import (
     HistoryListResponse,
     RenameRequest,
 )
-from admin_api.history.service import ConversationNotFound, HistoryService
+from admin_api.history.service import HistoryService
 
 router = APIRouter(prefix="/api/v1/history", tags=["history"])
 
-NOT_FOUND = "Conversation not found."
+NOT_FOUND_RESPONSE = {404: {"description": "Unknown conversation, or not the caller's."}}
 
 
-async def history_service(pool: PoolDep) -> HistoryService:
+async def get_history_service(pool: PoolDep) -> HistoryService:
     return HistoryService(pool)
 
 
-History = Annotated[HistoryService, Depends(history_service)]
+HistoryServiceDep = Annotated[HistoryService, Depends(get_history_service)]
 
 
 @router.post("/list", response_model=HistoryListResponse)
 async def list_conversations(
     body: HistoryListRequest,
     user: AuthenticatedUser,
-    service: History,
+    service: HistoryServiceDep,
 ) -> HistoryListResponse:
     """The caller's conversations, newest first."""
     return await service.list_page(user.id, page=body.page, page_size=body.page_size, cursor=body.cursor)
 
 
-@router.post("/detail", response_model=ConversationDetail)
+@router.post("/detail", response_model=ConversationDetail, responses=NOT_FOUND_RESPONSE)
 async def conversation_detail(
     body: ConversationRef,
     user: AuthenticatedUser,
-    service: History,
+    service: HistoryServiceDep,
 ) -> ConversationDetail:
     """One conversation with its messages, oldest first."""
-    try:
-        return await service.detail(user.id, body.cnvs_idt_id)
-    except ConversationNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    return await service.detail(user.id, body.cnvs_idt_id)
 
 
-@router.post("/rename", response_model=ConversationSummary)
+@router.post("/rename", response_model=ConversationSummary, responses=NOT_FOUND_RESPONSE)
 async def rename_conversation(
     body: RenameRequest,
     user: AuthenticatedUser,
-    service: History,
+    service: HistoryServiceDep,
 ) -> ConversationSummary:
-    try:
-        return await service.rename(user.id, body.cnvs_idt_id, body.title)
-    except ConversationNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    return await service.rename(user.id, body.cnvs_idt_id, body.title)
 
 
-@router.post("/delete", response_model=DeleteResponse)
+@router.post("/delete", response_model=DeleteResponse, responses=NOT_FOUND_RESPONSE)
 async def delete_conversation(
     body: ConversationRef,
     user: AuthenticatedUser,
-    service: History,
+    service: HistoryServiceDep,
 ) -> DeleteResponse:
     """Soft delete: the conversation is hidden ("USE_YN" = 'N'), not erased."""
-    try:
-        await service.delete(user.id, body.cnvs_idt_id)
-    except ConversationNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    await service.delete(user.id, body.cnvs_idt_id)
     return DeleteResponse(cnvs_idt_id=body.cnvs_idt_id, deleted=True)

@@ -1,9 +1,12 @@
-"""History use cases. A conversation that is not the caller's, or is deleted, is simply not found."""
+"""History use cases. A conversation that is not the caller's, or is deleted, is simply not found
+(admin_api.conversations)."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from admin_api import conversations
+from admin_api.conversations import ConversationNotFound
 from admin_api.history import repository
 from admin_api.history.cursor import decode_cursor, encode_cursor
 from admin_api.history.schemas import (
@@ -12,10 +15,6 @@ from admin_api.history.schemas import (
     HistoryListResponse,
     MessageOut,
 )
-
-
-class ConversationNotFound(Exception):
-    pass
 
 
 def _summary(row: asyncpg.Record) -> ConversationSummary:
@@ -50,7 +49,7 @@ class HistoryService:
 
     async def detail(self, user_id: int, cnvs_idt_id: str) -> ConversationDetail:
         async with self.pool.acquire() as conn:
-            row = await repository.find_active(conn, cnvs_idt_id, user_id)
+            row = await conversations.find_active(conn, cnvs_idt_id, user_id)
             if row is None:
                 raise ConversationNotFound(cnvs_idt_id)
             messages = await repository.list_messages(conn, cnvs_idt_id)

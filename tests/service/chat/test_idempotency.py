@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from admin_api.chat.idempotency import IDEMPOTENCY_TTL_SECONDS
 from tests.service.chat.conftest import SEND, answer_of, parse_sse, stored_messages
+from tests.service.conftest import ALLOWED_ORIGIN
 
 
 def key_header() -> dict[str, str]:
@@ -134,3 +135,15 @@ async def test_malformed_keys_are_422(key, user_client, openai_server):
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
     assert openai_server.chat_requests == []
+
+
+async def test_a_browser_frontend_may_read_the_replayed_header(user_client, openai_server):
+    headers = {**key_header(), "Origin": ALLOWED_ORIGIN}
+    await user_client.post(SEND, json={"message": "cross-origin"}, headers=headers)
+
+    retried = await user_client.post(SEND, json={"message": "cross-origin"}, headers=headers)
+
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    exposed = {name.strip().lower() for name in retried.headers["access-control-expose-headers"].split(",")}
+    assert "idempotent-replayed" in exposed

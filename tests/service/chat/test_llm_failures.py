@@ -3,6 +3,8 @@ Mid-stream failures become an `error` event; what was said so far is kept as a f
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.service.chat.conftest import SEND, answer_of, closed_port, parse_sse, stored_messages
@@ -123,3 +125,22 @@ async def test_a_failed_stream_keeps_what_was_said_so_far(user_client, openai_se
     events, messages = await stream_failure(user_client, openai_server, db, break_after=3)
 
     assert answer_of(events) == messages[-1].content == "one two three "
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_shutdown_while_the_llm_has_not_answered_is_503_and_closes_the_llm_request(
+    stream, app, user_client, openai_server, db
+):
+    openai_server.script(hold=True)  # the LLM never answers on its own
+    sending = asyncio.create_task(user_client.post(SEND, json={"message": "still there?", "stream": stream}))
+    await openai_server.wait_for_requests(1)
+
+    app.state.resources.shutting_down.set()
+    response = await asyncio.wait_for(sending, timeout=5)
+
+    body = assert_clear_failure(response, 503, "restarting")
+    assert response.headers["retry-after"] == "5"
+    await assert_user_message_kept(db, body, "still there?")
+    await openai_server.wait_until(lambda: openai_server.chat_requests[0].disconnected)
+    metrics = (await user_client.get("/metrics")).text
+    assert 'llm_request_duration_seconds_count{outcome="cancelled"} 1.0' in metrics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import openai
 
@@ -63,3 +65,24 @@ async def test_queued_scripts_apply_once_then_the_default(openai_server):
         ]
 
     assert statuses == [500, 200]
+
+
+async def test_a_stream_can_be_held_midway_until_released(openai_server):
+    openai_server.script(answer="a b c", hold_after=1)
+    body = {"model": "m", "messages": [], "stream": True}
+
+    async with httpx.AsyncClient() as http:
+        async with http.stream("POST", f"{openai_server.url}/chat/completions", json=body) as response:
+            chunks = response.aiter_text()
+            received = ""
+            while '"content": "a "' not in received:
+                received += await anext(chunks)
+            await asyncio.sleep(0.2)
+            assert '"content": "b "' not in received and not openai_server.chat_requests[0].completed
+
+            openai_server.release()
+            async for text in chunks:
+                received += text
+
+    assert '"content": "b "' in received and received.rstrip().endswith("data: [DONE]")
+    await openai_server.wait_until(lambda: openai_server.chat_requests[0].completed)

@@ -1,4 +1,4 @@
-"""`admin-api migrate` and `admin-api create-user`, run as the real console command."""
+"""`admin-api migrate` and `admin-api create-user`, run as the real console command (`serve`: test_serve.py)."""
 
 from __future__ import annotations
 
@@ -195,47 +195,3 @@ async def test_create_user_requires_password_stdin(database_url):
     assert result.returncode == 2
     assert "--password-stdin" in result.stderr
 
-
-async def test_serve_runs_uvicorn_with_json_logs_and_stops_on_sigterm(database_url, redis_url, openai_server):
-    import json
-    import signal
-    import socket
-
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        "PATH": os.environ["PATH"],
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "LLM_ENDPOINT": openai_server.url,
-        "LLM_MODEL": "test-model",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "admin_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
-                try:
-                    response = await http.get("/health/ready", headers={"X-Request-ID": "serve-test"})
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            assert response.status_code == 200
-            assert response.headers["server"] == "uvicorn"
-            assert (await http.get("/api/v1/auth/me", headers={"X-Request-ID": "serve-test"})).status_code == 401
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = await asyncio.to_thread(server.communicate, timeout=30)
-    # uvicorn re-raises the signal once it has shut down gracefully.
-    assert server.returncode in (0, -signal.SIGTERM), err
-    lines = [json.loads(line) for line in out.splitlines()]  # every line is JSON
-    assert any(line.get("request_id") == "serve-test" and line.get("status") == 401 for line in lines)
-    assert any(line["message"] == "admin-api stopped" for line in lines)  # the lifespan closed its resources

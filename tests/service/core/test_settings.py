@@ -74,6 +74,8 @@ def test_a_missing_variable_is_named(environment, missing):
     [
         ("DATABASE_URL", "postgresql://app:s3cret-pw@db:5432/admin_db"),  # not the guide's +asyncpg form
         ("DATABASE_URL", "postgresql+asyncpg://app:s3cret-pw@db:5432"),  # no database
+        ("DATABASE_URL", "postgresql+asyncpg://app:s3cret-pw@db:54x2/admin_db"),  # a port that is no number
+        ("DATABASE_URL", "postgresql+asyncpg://app:s3cret-pw@db:654321/admin_db"),  # a port out of range
         ("REDIS_URL", "http://redis:6379"),
         ("LLM_ENDPOINT", "not a url"),
         ("CORS_ORIGINS", "*"),

@@ -1,0 +1,17 @@
+"""Database backups to S3-compatible object storage: `admin-api backup` and `admin-api restore`.
+
+    service.py   pg_dump streamed into the bucket, pg_restore from it, retention
+    storage.py   the bucket, through the S3 API
+"""
+
+
+class BackupError(Exception):
+    """A failure worth one line to the operator (never a traceback, never a secret)."""
+
+    exit_code = 1
+
+
+class ConfigurationError(BackupError):
+    """Something to fix in the environment (a missing tool, a bad setting): exit code 2 like bad usage."""
+
+    exit_code = 2
