@@ -370,7 +370,7 @@ def _main(argv: list[str]) -> int:
     if action == "up":
         postgres, redis = up()
         print(f"PostgreSQL on 127.0.0.1:{postgres.port}, Redis on 127.0.0.1:{redis.port} (state in {RUN_DIR})")
-        print("\n".join(env_lines()))
+        print('their URLs (with the generated password): eval "$(.venv/bin/python -m tests.support.services env)"')
     elif action == "down":
         down()
     elif action == "env":
