@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services services-down cluster cluster-down demo demo-down run test clean
+.PHONY: install services services-down cluster cluster-down demo demo-down run test bench clean
 
 $(BIN)/python: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ run: services ## just the service on http://127.0.0.1:8001 (LLM_ENDPOINT/LLM_MOD
 
 test: install ## the whole suite; starts PostgreSQL, Redis and the local cluster as needed
 	$(BIN)/pytest
+
+bench: install ## the measurements, each printed as a ratio against a baseline taken in the same run
+	$(BIN)/pytest -m bench -s -q
 
 clean: services-down cluster-down
 	rm -rf $(VENV) .run .cluster

@@ -14,7 +14,7 @@ from adminapi_operator.spec import AdminApiSpec
 
 from .conftest import GUIDE_SPEC, kubectl
 
-pytestmark = [pytest.mark.kube]
+pytestmark = [pytest.mark.kube, pytest.mark.bench]
 ROUNDS = 5
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.service.chat.conftest import SEND
 
 ROUNDS = 100
@@ -31,6 +33,7 @@ async def measure(name: str, send, direct) -> None:
     )
 
 
+@pytest.mark.bench
 async def test_send_overhead_over_a_direct_llm_call(app, user_client, openai_server):
     llm = app.state.resources.llm
 

@@ -9,6 +9,8 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from admin_api.history import repository
 
 CALLS = 200
@@ -26,6 +28,7 @@ async def _timed(call, calls: int = CALLS) -> list[float]:
     return samples
 
 
+@pytest.mark.bench
 async def test_history_list_latency(user_client, seed_conversation, db, capsys):
     start = datetime(2025, 1, 1, tzinfo=UTC)
     for n in range(100):
