@@ -9,11 +9,15 @@ ownerReferences let Kubernetes' garbage collector remove what it owned.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 from .health import check_endpoints
@@ -44,8 +48,22 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.locks = {}
 
 
+@contextlib.contextmanager
+def _api_outages_are_temporary() -> Iterator[None]:
+    """A busy or unreachable API server is worth another try in seconds, not Kopf's default 60 s back-off."""
+    try:
+        yield
+    except ApiException as e:
+        if e.status in (409, 429) or e.status >= 500:
+            raise kopf.TemporaryError(f"the Kubernetes API answered {e.status}; trying again", delay=5) from None
+        raise
+    except urllib3.exceptions.HTTPError as e:
+        raise kopf.TemporaryError(f"the Kubernetes API is unreachable ({type(e).__name__}); trying again",
+                                  delay=5) from None
+
+
 def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
-    with memo.locks.setdefault((namespace, name), threading.Lock()):
+    with memo.locks.setdefault((namespace, name), threading.Lock()), _api_outages_are_temporary():
         # Kopf's body may lag behind our own status writes: always decide on the latest object.
         latest = memo.reconciler.kube.get_adminapi(namespace, name)
         if latest is None or latest["metadata"].get("deletionTimestamp"):

@@ -1,6 +1,7 @@
 """The thin layer that talks to the Kubernetes API (the official `kubernetes` client), on plain dicts."""
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -24,8 +25,13 @@ def load_api_client() -> kubernetes.client.ApiClient:
 
 class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient, request_timeout: float = 30.0):
-        self._dynamic = DynamicClient(api_client)
+        self._api_client = api_client
         self._timeout = request_timeout
+
+    @functools.cached_property
+    def _dynamic(self) -> DynamicClient:
+        # Built on first use, not at start-up: its discovery calls may fail while the API server is away.
+        return DynamicClient(self._api_client)
 
     def _resource(self, api_version: str, kind: str):
         return self._dynamic.resources.get(api_version=api_version, kind=kind)
