@@ -190,6 +190,9 @@ class Reconciler:
     def _rollout(self, inst: Instance, desired: dict[str, Any], desired_hash: str, last_good: dict[str, Any]) -> None:
         spec = inst.spec
         rollout = copy.deepcopy(inst.status.get("rollout"))
+        if rollout and rollout.get("id") != desired_hash:
+            # The spec moved on mid-rollout: the new template starts its own rollout, with its own backup.
+            self._write(inst, {"history": self._history(inst, rollout, "Superseded", f"superseded by {spec.image}")})
         if not rollout or rollout.get("id") != desired_hash:
             rollout = {"id": desired_hash, "image": spec.image, "fromImage": last_good["image"],
                        "step": "BackingUp" if spec.backup_enabled else "RollingOut", "startedAt": now_iso()}
@@ -309,20 +312,24 @@ class Reconciler:
     def _finish(self, inst: Instance, rollout: dict[str, Any], result: str, message: str, **extra: Any) -> None:
         """Close a rollout: phase, conditions, a history entry; a failed template is not tried again."""
         failed = result != "Succeeded"
-        entry = {"image": rollout["image"], "fromImage": rollout["fromImage"], "templateHash": rollout["id"],
-                 "outcome": result, "startedAt": rollout["startedAt"], "finishedAt": now_iso(), "message": message}
         update = {
             # Still serving (the last good version) after a failed rollout, hence Ready but Degraded.
             **summary("Ready" if not failed else result, message, inst.generation, result,
                       ready=True, progressing=False, degraded=failed),
             "rollout": None,
-            "history": ([entry] + list(inst.status.get("history") or []))[:HISTORY_LENGTH],
+            "history": self._history(inst, rollout, result, message),
             "observedGeneration": inst.generation,
             **extra,
         }
         if failed:
             update["failedTemplateHash"] = rollout["id"]
         self._write(inst, update)
+
+    @staticmethod
+    def _history(inst: Instance, rollout: dict[str, Any], result: str, message: str) -> list[dict[str, Any]]:
+        entry = {"image": rollout["image"], "fromImage": rollout["fromImage"], "templateHash": rollout["id"],
+                 "outcome": result, "startedAt": rollout["startedAt"], "finishedAt": now_iso(), "message": message}
+        return ([entry] + list(inst.status.get("history") or []))[:HISTORY_LENGTH]
 
     # --- status -------------------------------------------------------------------------------------
 

@@ -200,3 +200,15 @@ def test_backup_without_object_storage_is_refused_clearly(local_cluster, operato
     status = adminapis.wait_phase(NAME, "BackupFailed")
     assert "spec.minio is incomplete" in status["message"] and adminapis.image(NAME) == A
     assert not backup_jobs(adminapis)
+
+
+def test_a_spec_change_mid_rollout_supersedes_it(local_cluster, operator, adminapis):
+    adminapis.create(NAME, {**BASE, "image": A, "rollout": {**BASE["rollout"], "timeoutSeconds": 120}})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    adminapis.wait_phase(NAME, "Verifying")
+    adminapis.patch_spec(NAME, {"image": C, "podLabels": None})
+    status = adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == C and s["phase"] == "Ready")
+    assert adminapis.image(NAME) == C
+    assert [(h["image"], h["outcome"]) for h in status["history"][:2]] == [(C, "Succeeded"), (B, "Superseded")]
+    assert len(backup_jobs(adminapis)) == 2  # each rollout backs up before it rolls out
