@@ -10,6 +10,7 @@ from admin_api.auth.dependencies import SESSION_COOKIE, AuthenticatedUser
 from admin_api.auth.schemas import LoginRequest, UserOut
 from admin_api.auth.service import AuthService, InvalidCredentials, TooManyFailures
 from admin_api.core.deps import ResourcesDep
+from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS, ErrorDetail
 from admin_api.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -22,7 +23,15 @@ async def get_auth_service(resources: ResourcesDep) -> AuthService:
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-@router.post("/login", response_model=UserOut)
+@router.post(
+    "/login",
+    response_model=UserOut,
+    responses={
+        **JSON_WRITE_ERRORS,
+        401: {"model": ErrorDetail, "description": "Invalid username or password."},
+        429: {"model": ErrorDetail, "description": "Too many failed logins; see Retry-After."},
+    },
+)
 async def login(body: LoginRequest, request: Request, response: Response, service: AuthServiceDep) -> UserOut:
     try:
         result = await service.login(
@@ -43,7 +52,9 @@ async def login(body: LoginRequest, request: Request, response: Response, servic
     return UserOut(id=result.user.id, username=result.user.username, is_admin=result.user.is_admin)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, responses={**JSON_WRITE_ERRORS, **SESSION_ERRORS}
+)
 async def logout(user: AuthenticatedUser, service: AuthServiceDep) -> Response:
     await service.logout(user.session_id_hash)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -53,7 +64,7 @@ async def logout(user: AuthenticatedUser, service: AuthServiceDep) -> Response:
     return response
 
 
-@router.get("/me", response_model=UserOut)
+@router.get("/me", response_model=UserOut, responses=SESSION_ERRORS)
 async def me(user: AuthenticatedUser) -> UserOut:
     return UserOut(id=user.id, username=user.username, is_admin=user.is_admin)
 

@@ -76,8 +76,10 @@ class AuthService:
 
     async def login(self, username: str, password: str, *, client_ip: str, previous_session: str | None) -> LoggedIn:
         throttle_key = self._throttle_key(username, client_ip)
-        failures = int(await self.redis.get(throttle_key) or 0)
-        if failures >= self.settings.login_max_failures:
+        # Counted before the password is checked, atomically: N guesses sent at once take N numbers, so
+        # no more than LOGIN_MAX_FAILURES of them are ever verified (a read-then-count let them all through).
+        attempts = await self._count_attempt(throttle_key)
+        if attempts > self.settings.login_max_failures:
             raise TooManyFailures(retry_after=await self._retry_after(throttle_key))
 
         user = await repository.find_active_user(self.pool, username)
@@ -86,8 +88,7 @@ class AuthService:
         stored_hash = user.password_hash if user else await asyncio.to_thread(_dummy_hash)
         valid = await asyncio.to_thread(_verify, stored_hash, password)
         if user is None or not valid:
-            await self._count_failure(throttle_key)
-            raise InvalidCredentials()
+            raise InvalidCredentials()  # the attempt stays counted
 
         await self.redis.delete(throttle_key)
         if HASHER.check_needs_rehash(user.password_hash):
@@ -108,11 +109,13 @@ class AuthService:
         digest = hashlib.sha256(f"{username}\0{client_ip}".encode()).hexdigest()
         return f"login-failures:{digest}"
 
-    async def _count_failure(self, key: str) -> None:
+    async def _count_attempt(self, key: str) -> int:
+        """Count one attempt in the window (which starts at the first); returns the count including it."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, self.settings.login_failure_window_seconds, nx=True)
-            await pipe.execute()
+            attempts, _ = await pipe.execute()
+        return attempts
 
     async def _retry_after(self, key: str) -> int:
         ttl = await self.redis.ttl(key)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 
 from admin_api.chat.schemas import TokenUsage
+from admin_api.core.text import storable
 
 if TYPE_CHECKING:
     from admin_api.settings import Settings
@@ -111,7 +112,7 @@ async def complete(
         raise _logged(translate_error(exc), exc) from exc
     if not response.choices:
         raise _logged(LLMUpstreamError(), None)
-    return Completion(text=response.choices[0].message.content or "", usage=_usage(response.usage))
+    return Completion(text=storable(response.choices[0].message.content or ""), usage=_usage(response.usage))
 
 
 async def open_stream(
@@ -133,7 +134,7 @@ async def stream_pieces(stream: openai.AsyncStream) -> AsyncIterator[str | Token
                 yield _usage(chunk.usage)
             for choice in chunk.choices:
                 if choice.delta.content:
-                    yield choice.delta.content
+                    yield storable(choice.delta.content)
     except UPSTREAM_ERRORS as exc:  # a dropped stream, a read timeout, vLLM's `data: {"error": ...}` chunk
         raise _logged(translate_error(exc), exc) from exc
 

@@ -26,9 +26,10 @@ from admin_api.chat.service import (
     replay_events,
 )
 from admin_api.core.deps import ResourcesDep
+from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS
 from admin_api.core.middleware import TrackedSend
 
-router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+router = APIRouter(prefix="/api/v1/chat", tags=["chat"], responses={**JSON_WRITE_ERRORS, **SESSION_ERRORS})
 
 # Printable ASCII without spaces, as the IETF Idempotency-Key draft and Stripe accept (UUIDs, ULIDs, ...).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"

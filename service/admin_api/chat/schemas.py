@@ -6,13 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from admin_api.core.text import StoredText
+
 
 class ChatSendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cnvs_idt_id: str = Field(default="", max_length=64, description="Conversation id; empty starts a new conversation.")
+    cnvs_idt_id: StoredText = Field(default="", max_length=64, description="Conversation id; empty starts a new conversation.")
     # The upper bound is MAX_MESSAGE_CHARS (configurable), checked in the router against the settings.
-    message: str = Field(min_length=1, description="The user's message.")
+    message: StoredText = Field(min_length=1, description="The user's message.")
     stream: StrictBool = Field(default=False, description="Answer as text/event-stream.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature, 0..2.")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 # Failures of a backing service rather than of our code: the client may retry, so 503 rather than 500.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -27,6 +30,27 @@ class NotFound(Exception):
     """Raised by the services for something the caller may not see; answered 404 with `detail`."""
 
     detail = "Not found."
+
+
+class ErrorDetail(BaseModel):
+    """The body of every error but 422: `{"detail": "what went wrong"}`."""
+
+    detail: str
+
+
+def _documented(*codes_and_descriptions: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorDetail, "description": text} for code, text in codes_and_descriptions}
+
+
+# For the OpenAPI schema: the errors the middleware and the session dependency answer before a route runs
+# (core.middleware, auth.dependencies), so that clients and schema checkers see every status they can get.
+SESSION_ERRORS = _documented((401, "No session, or it expired; log in again."))
+JSON_WRITE_ERRORS = _documented(
+    (400, "The body is not parseable JSON, or Content-Length is invalid."),
+    (403, "Cross-site request refused."),
+    (413, "Request body too large."),
+    (415, "Request body must be application/json."),
+)
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -21,6 +21,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         reg_dt = datetime.fromisoformat(reg_dt_text)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise ValueError("cursor is not valid; pass back a next_cursor unchanged") from None
-    if reg_dt.tzinfo is None or not isinstance(cnvs_idt_id, str) or not cnvs_idt_id:
+    if reg_dt.tzinfo is None or not isinstance(cnvs_idt_id, str) or not cnvs_idt_id or "\x00" in cnvs_idt_id:
         raise ValueError("cursor is not valid; pass back a next_cursor unchanged")
     return reg_dt, cnvs_idt_id

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 
 from admin_api.auth.dependencies import AuthenticatedUser
 from admin_api.core.deps import PoolDep
+from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS
 from admin_api.history.schemas import (
     ConversationDetail,
     ConversationRef,
@@ -22,7 +23,9 @@ from admin_api.history.schemas import (
 )
 from admin_api.history.service import HistoryService
 
-router = APIRouter(prefix="/api/v1/history", tags=["history"])
+router = APIRouter(
+    prefix="/api/v1/history", tags=["history"], responses={**JSON_WRITE_ERRORS, **SESSION_ERRORS}
+)
 
 NOT_FOUND_RESPONSE = {404: {"description": "Unknown conversation, or not the caller's."}}
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from admin_api.core.text import StoredText
 from admin_api.history.cursor import decode_cursor
 
 MAX_PAGE = 1_000_000  # bounds OFFSET; deeper than this, use the cursor
@@ -34,11 +35,11 @@ class HistoryListRequest(_Request):
 
 
 class ConversationRef(_Request):
-    cnvs_idt_id: str = Field(min_length=1, max_length=64)
+    cnvs_idt_id: StoredText = Field(min_length=1, max_length=64)
 
 
 class RenameRequest(ConversationRef):
-    title: str = Field(min_length=1, max_length=200)
+    title: StoredText = Field(min_length=1, max_length=200)
 
     @field_validator("title")
     @classmethod

@@ -1,0 +1,164 @@
+"""OWASP API2:2023 Broken Authentication: session fixation, logout, expired/garbage/forged cookies, brute force."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from admin_api.auth.dependencies import SESSION_COOKIE
+from tests.security.helpers import HISTORY_LIST, use_session_cookie
+from tests.service.conftest import client_for
+
+
+@pytest.fixture
+async def redis(settings):
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_session_fixation_a_planted_id_never_becomes_a_session(client, make_user):
+    """An attacker plants a cookie value in the victim's browser; after the victim logs in, it is not theirs."""
+    user = await make_user()
+    planted = "attacker-chosen-session-id-0123456789abcdefg"
+    use_session_cookie(client, planted)
+    response = await client.post("/api/v1/auth/login", json={"username": user.username, "password": user.password})
+    assert response.status_code == 200
+    issued = response.cookies[SESSION_COOKIE]
+    assert issued != planted
+    use_session_cookie(client, planted)
+    assert (await client.get("/api/v1/auth/me")).status_code == 401
+
+
+async def test_login_rotates_and_kills_the_previous_session(client, make_user, login):
+    user = await make_user()
+    first = (await login(client, user.username, user.password)).cookies[SESSION_COOKIE]
+    second = (await login(client, user.username, user.password)).cookies[SESSION_COOKIE]
+    assert first != second
+    use_session_cookie(client, first)
+    assert (await client.get("/api/v1/auth/me")).status_code == 401
+    use_session_cookie(client, second)
+    assert (await client.get("/api/v1/auth/me")).status_code == 200
+
+
+async def test_logout_invalidates_the_cookie_on_the_server(app, user_client):
+    stolen = user_client.cookies[SESSION_COOKIE]
+    assert (await user_client.post("/api/v1/auth/logout")).status_code == 204
+    # A copy of the cookie taken before logout (another tab, an attacker) no longer works anywhere.
+    async with client_for(app) as attacker:
+        use_session_cookie(attacker, stolen)
+        assert (await attacker.get("/api/v1/auth/me")).status_code == 401
+        assert (await attacker.post(HISTORY_LIST, json={})).status_code == 401
+        assert (await attacker.post("/api/v1/auth/logout")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "",
+        "garbage",
+        "x" * 43,
+        "x" * 129,
+        "y" * 10_000,
+        "null",
+        "undefined",
+        "../../etc/passwd",
+        "' OR '1'='1",
+        "*",  # a Redis glob, should the id ever be used as a pattern
+        "session:*",
+    ],
+)
+async def test_garbage_cookies_are_401(client, cookie):
+    use_session_cookie(client, cookie)
+    for response in (await client.get("/api/v1/auth/me"), await client.post(HISTORY_LIST, json={})):
+        assert response.status_code == 401, (cookie, response.text)
+        assert response.json()["detail"] in ("Not authenticated.", "Session expired or invalid; log in again.")
+
+
+async def test_forged_cookies_from_knowledge_of_the_format_are_401(client, user_client, redis):
+    """What an attacker might derive: the Redis key's hash itself, a user id, a JSON session record."""
+    real = user_client.cookies[SESSION_COOKIE]
+    key_hash = hashlib.sha256(real.encode()).hexdigest()
+    assert await redis.exists(f"session:{key_hash}")
+    forged_record = json.dumps({"user_id": user_client.user.id, "username": user_client.user.username,
+                                "is_admin": True, "created_at": time.time()})
+    for forged in (
+        key_hash,  # the stored key is the hash: presenting it must not work
+        f"session:{key_hash}",
+        str(user_client.user.id),
+        base64.urlsafe_b64encode(forged_record.encode()).decode(),
+        real[:-1] + ("A" if real[-1] != "A" else "B"),  # one character off
+        real.upper() if real.upper() != real else real.lower(),
+    ):
+        use_session_cookie(client, forged)
+        assert (await client.get("/api/v1/auth/me")).status_code == 401, forged
+
+
+async def test_an_expired_session_is_401(user_client, redis):
+    key = "session:" + hashlib.sha256(user_client.cookies[SESSION_COOKIE].encode()).hexdigest()
+    # Past the absolute lifetime (the cookie's own Max-Age is the client's business, not trusted).
+    record = json.loads(await redis.get(key))
+    record["created_at"] -= 10 * 24 * 3600
+    await redis.set(key, json.dumps(record), ex=600)
+    assert (await user_client.get("/api/v1/auth/me")).status_code == 401
+    assert not await redis.exists(key)
+
+
+async def test_brute_force_is_throttled(client, make_user, settings):
+    user = await make_user()
+    statuses = []
+    for _ in range(settings.login_max_failures + 3):
+        response = await client.post("/api/v1/auth/login", json={"username": user.username, "password": "guess"})
+        statuses.append(response.status_code)
+    assert statuses == [401] * settings.login_max_failures + [429] * 3
+    assert int(response.headers["Retry-After"]) > 0
+    # Even the right password is refused while throttled: the guesser cannot tell they found it.
+    right = await client.post("/api/v1/auth/login", json={"username": user.username, "password": user.password})
+    assert right.status_code == 429
+    assert "set-cookie" not in right.headers
+
+
+async def test_parallel_guesses_cannot_outrun_the_throttle(client, make_user, settings):
+    """FINDING (fixed): the failure count was read before and written after the slow password check, so
+    guesses sent at once were all verified (20 parallel guesses: 20 x 401, no 429)."""
+    user = await make_user()
+    guesses = 4 * settings.login_max_failures
+    responses = await asyncio.gather(
+        *(client.post("/api/v1/auth/login", json={"username": user.username, "password": f"guess-{i}"})
+          for i in range(guesses))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(401) == settings.login_max_failures, statuses
+    assert statuses.count(429) == guesses - settings.login_max_failures
+
+
+async def test_throttle_is_per_address_so_others_can_still_log_in(app, make_user, settings):
+    user = await make_user()
+    async with client_for(app, client_ip="203.0.113.7") as attacker:
+        for _ in range(settings.login_max_failures + 1):
+            await attacker.post("/api/v1/auth/login", json={"username": user.username, "password": "guess"})
+    async with client_for(app, client_ip="198.51.100.9") as owner:
+        response = await owner.post("/api/v1/auth/login", json={"username": user.username, "password": user.password})
+        assert response.status_code == 200
+
+
+async def test_unknown_user_and_wrong_password_answer_the_same(client, make_user):
+    user = await make_user()
+    wrong = await client.post("/api/v1/auth/login", json={"username": user.username, "password": "nope"})
+    unknown = await client.post("/api/v1/auth/login", json={"username": "no-such-user-x", "password": "nope"})
+    assert (wrong.status_code, wrong.json()) == (unknown.status_code, unknown.json()) == (
+        401, {"detail": "Invalid username or password."})
+
+
+async def test_a_deactivated_users_session_data_is_not_escalated_by_the_cookie(client, user_client, redis):
+    """The session's is_admin comes from Redis, set at login from the database; the client cannot set it."""
+    me = (await user_client.get("/api/v1/auth/me")).json()
+    assert me["is_admin"] is False
+    user_client.cookies.set("is_admin", "true", domain="testserver.local")
+    assert (await user_client.get("/api/v1/auth/me", headers={"X-Is-Admin": "true"})).json()["is_admin"] is False
