@@ -37,8 +37,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO_ROOT / ".run"
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_OS_USER = "postgres"
-POSTGRES_PORT = 55432
-REDIS_PORT = 56379
+# Overridable for a second checkout on the same machine.
+POSTGRES_PORT = int(os.environ.get("ADMINAPI_POSTGRES_PORT", "55432"))
+REDIS_PORT = int(os.environ.get("ADMINAPI_REDIS_PORT", "56379"))
 ADMIN_DATABASE = "admin_db"  # the guide's database name, for `make run`
 REDIS_TEST_DATABASES = 256  # each test session takes a database number of its own
 
