@@ -18,6 +18,8 @@ k() { kubectl --kubeconfig "$KC" "$@"; }
 
 step "local Kubernetes control plane (the first run builds it: several minutes)"
 hack/cluster/cluster.sh up
+# The kubectl the cluster script built, where the machine has none.
+command -v kubectl >/dev/null || { source hack/cluster/lib.sh; PATH="$(dirname "$(cluster_binary_path kubectl)"):$PATH"; }
 
 step "CRD, RBAC and the operator's manifests: kubectl apply -k manifests/"
 k apply --server-side --force-conflicts -k manifests/ >/dev/null

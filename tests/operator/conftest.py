@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from adminapi_operator import GROUP, PLURAL, VERSION
 from adminapi_operator.builders import Owner
-from tests.support.kube import REPO_ROOT, wait_for
+from tests.support.kube import REPO_ROOT, kubectl_binary, wait_for
 
 CRD_FILE = REPO_ROOT / "crds" / "adminapi.aistreams.io.yaml"
 OPERATOR = Path(sys.executable).with_name("adminapi-operator")
@@ -32,7 +32,7 @@ def owner() -> Owner:
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], input=input, text=True,
+    return subprocess.run([kubectl_binary(), f"--kubeconfig={kubeconfig}", *args], input=input, text=True,
                           capture_output=True, check=check, timeout=60)
 
 

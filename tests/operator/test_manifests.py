@@ -1,13 +1,15 @@
 """manifests/: valid objects, least-privilege RBAC, and an operator that works with exactly those rights."""
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.kube import REPO_ROOT
+from tests.support.kube import REPO_ROOT, kubectl_binary
 
 from .conftest import GUIDE_SPEC, Operator, kubectl
 
@@ -15,7 +17,7 @@ K8S_VERSION = "1.35"
 
 
 def render(path: str) -> list[dict]:
-    out = subprocess.run(["kubectl", "kustomize", str(REPO_ROOT / path)], capture_output=True, text=True, check=True)
+    out = subprocess.run([kubectl_binary(), "kustomize", str(REPO_ROOT / path)], capture_output=True, text=True, check=True)
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
@@ -60,7 +62,9 @@ def test_operator_works_with_exactly_the_manifests_rights(local_cluster, kubecon
     # kwok would only pretend to run the operator's pod; run it here, as its ServiceAccount.
     kubectl(kubeconfig, "-n", "adminapi-operator", "scale", "deployment", "adminapi-operator", "--replicas=0")
     sa_kubeconfig = tmp_path / "operator.kubeconfig"
-    subprocess.run([str(REPO_ROOT / "hack" / "operator-kubeconfig.sh"), str(kubeconfig), str(sa_kubeconfig)], check=True)
+    path = f"{Path(kubectl_binary()).parent}:{os.environ['PATH']}"
+    subprocess.run([str(REPO_ROOT / "hack" / "operator-kubeconfig.sh"), str(kubeconfig), str(sa_kubeconfig)],
+                   check=True, env={**os.environ, "PATH": path})
     # The ServiceAccount really is limited: it may not list Secrets.
     denied = kubectl(sa_kubeconfig, "-n", namespace, "get", "secrets", check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()

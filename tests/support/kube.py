@@ -49,6 +49,15 @@ NO_TOOLCHAIN = (
 T = TypeVar("T")
 
 
+def kubectl_binary() -> str:
+    """The machine's kubectl, or the one hack/cluster built where the machine has none."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    script = f'source "{REPO_ROOT}/hack/cluster/lib.sh" && cluster_binary_path kubectl'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
     """Polls `condition` until it returns something truthy, and returns that.
 
