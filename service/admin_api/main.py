@@ -35,6 +35,7 @@ from admin_api.core.resources import Resources
 from admin_api.health.router import router as health_router
 from admin_api.history.router import router as history_router
 from admin_api.settings import Settings
+from admin_api.web import router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(history_router)
     app.include_router(chat_router)  # admin_api/chat: POST /api/v1/chat/send
+    app.include_router(web_router)  # admin_api/web: the chat page at /
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(metrics: MetricsDep) -> Response:

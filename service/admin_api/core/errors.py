@@ -53,10 +53,26 @@ JSON_WRITE_ERRORS = _documented(
 )
 
 
+# When the connection breaks while it is in use (PostgreSQL stopped or restarted), asyncpg often reports it
+# not as a connection error but as a client-side error raised while cleaning up, in `Transaction.__aexit__`
+# ("the underlying connection is closed", an InterfaceError chained to the connection error) or in the pool's
+# reset on release (InternalClientError "cannot switch to state ...; another operation is in progress": the
+# protocol state of a connection the server cut). InterfaceError alone is also how asyncpg reports a misuse
+# (a bug of ours), so only its closed-connection forms count; InternalClientError is never our doing.
+_CLOSED_CONNECTION_TEXT = ("connection is closed", "connection was closed")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(is_unavailable(inner) for inner in exc.exceptions)
-    return isinstance(exc, UNAVAILABLE_ERRORS)
+    if isinstance(exc, (*UNAVAILABLE_ERRORS, asyncpg.exceptions.InternalClientError)):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        if any(text in str(exc) for text in _CLOSED_CONNECTION_TEXT):
+            return True
+        cause = exc.__cause__ or exc.__context__
+        return cause is not None and cause is not exc and is_unavailable(cause)
+    return False
 
 
 def unavailable_response() -> JSONResponse:

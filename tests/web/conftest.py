@@ -1,0 +1,155 @@
+"""The chat page in a real headless Chromium (selenium + Debian's chromedriver) against a real
+`admin-api serve` with PostgreSQL, Redis and the test LLM server.
+
+Skipped when /usr/bin/chromium or /usr/bin/chromedriver is missing (`apt-get install chromium chromium-driver`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.service.conftest import database_url, db, make_user, seed_conversation  # noqa: F401  (fixtures)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+BROWSER_MISSING = "" if CHROMIUM.exists() and CHROMEDRIVER.exists() else (
+    "tests/web need /usr/bin/chromium and /usr/bin/chromedriver: apt-get install chromium chromium-driver"
+)
+
+WAIT_SECONDS = 15
+
+
+@pytest.fixture
+def server(tmp_path, database_url, redis_url, openai_server) -> Iterator[str]:  # noqa: F811
+    """A running `admin-api serve` on a free loopback port; yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    environment = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LLM_ENDPOINT": openai_server.url,
+        "LLM_MODEL": "test-model",
+        "COOKIE_SECURE": "false",  # plain http on loopback
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "admin_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{base_url}/health/live").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium with a fresh profile, nothing fetched from the network but our server."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,900",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+class Page:
+    """The chat page, by the ids of index.html."""
+
+    def __init__(self, driver: webdriver.Chrome, base_url: str) -> None:
+        self.driver = driver
+        self.base_url = base_url
+
+    def open(self) -> None:
+        self.driver.get(self.base_url + "/")
+
+    def el(self, element_id: str):
+        return self.driver.find_element(By.ID, element_id)
+
+    def wait(self, condition: Callable[[], object], message: str = ""):
+        return WebDriverWait(self.driver, WAIT_SECONDS, poll_frequency=0.05).until(lambda _: condition(), message)
+
+    def visible(self, element_id: str) -> bool:
+        return self.el(element_id).is_displayed()
+
+    def status(self) -> str:
+        return self.el("status").text
+
+    def login(self, username: str, password: str) -> None:
+        self.wait(lambda: self.visible("login-view"), "login form")
+        self.el("login-username").clear()
+        self.el("login-username").send_keys(username)
+        self.el("login-password").send_keys(password)
+        self.el("login-submit").click()
+
+    def send(self, text: str) -> None:
+        self.el("message").send_keys(text)
+        self.el("send").click()
+
+    def messages(self) -> list[tuple[str, str]]:
+        items = self.driver.find_elements(By.CSS_SELECTOR, "#messages > li")
+        return [(item.get_attribute("class"), item.text) for item in items]
+
+    def titles(self) -> list[str]:
+        # Read in one script: the list may be re-rendered between two WebDriver calls.
+        return self.driver.execute_script(
+            "return Array.from(document.querySelectorAll('#conversations button'), b => b.textContent)")
+
+    def csp_violations(self) -> list[str]:
+        return [e["message"] for e in self.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+@pytest.fixture
+def page(browser, server) -> Page:
+    return Page(browser, server)
