@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +17,7 @@ from kubernetes.client.rest import ApiException
 from adminapi_operator import GROUP, PLURAL, VERSION
 from adminapi_operator.builders import Owner
 from tests.support.kube import REPO_ROOT, kubectl_binary, wait_for
+from tests.support.serve import ServeProcess, start_serve
 
 CRD_FILE = REPO_ROOT / "crds" / "adminapi.aistreams.io.yaml"
 OPERATOR = Path(sys.executable).with_name("adminapi-operator")
@@ -176,44 +176,17 @@ def settle(seconds: float = 3.0) -> None:
     time.sleep(seconds)
 
 
-class Service:
-    """A real `admin-api serve` process on a free loopback port: what the rollout gate asks."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = open(log_path, "a")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("admin-api")), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(self._live, timeout=30, what="admin-api serve to answer /health/live")
-
-    def _live(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/health/live", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def serve(tmp_path: Path, redis_url: str) -> Iterator[Any]:
     """Starts `admin-api serve` with the given DATABASE_URL (the LLM is never called by the health checks)."""
-    started: list[Service] = []
+    started: list[ServeProcess] = []
 
-    def start(database_url: str) -> Service:
+    def start(database_url: str) -> ServeProcess:
         env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": "http://127.0.0.1:9/v1",
                "LLM_MODEL": "unused", "COOKIE_SECURE": "false"}
-        started.append(Service(env, tmp_path / f"serve-{len(started)}.log"))
+        started.append(start_serve(env, tmp_path / f"serve-{len(started)}"))
         return started[-1]
 
     yield start
-    for service in started:
-        service.stop()
+    for server in started:
+        server.stop()

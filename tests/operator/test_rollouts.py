@@ -154,7 +154,7 @@ def test_operator_killed_during_backup_resumes_without_a_second_backup(local_clu
 def test_health_gate_rolls_back_when_the_service_is_not_ready(local_cluster, operator, adminapis, serve):
     """A real `admin-api serve` whose database is unreachable answers /health/ready 503: the gate says no."""
     unhealthy = serve("postgresql+asyncpg://nobody:nothing@127.0.0.1:9/admin_db")
-    gate = {"healthChecks": True, "healthCheckURL": unhealthy.url, "timeoutSeconds": 15}
+    gate = {"healthChecks": True, "healthCheckURL": unhealthy.base_url, "timeoutSeconds": 15}
     adminapis.create(NAME, {**BASE, "image": A, "backup": {"enabled": False}, "rollout": gate})
     adminapis.wait_phase(NAME, "Ready")
     adminapis.patch_spec(NAME, {"image": B})
@@ -165,7 +165,7 @@ def test_health_gate_rolls_back_when_the_service_is_not_ready(local_cluster, ope
 
 def test_health_gate_passes_a_healthy_service(local_cluster, operator, adminapis, serve, postgres_url):
     healthy = serve(postgres_url)
-    gate = {"healthChecks": True, "healthCheckURL": healthy.url, "timeoutSeconds": 30}
+    gate = {"healthChecks": True, "healthCheckURL": healthy.base_url, "timeoutSeconds": 30}
     adminapis.create(NAME, {**BASE, "image": A, "backup": {"enabled": False}, "rollout": gate})
     adminapis.wait_phase(NAME, "Ready")
     adminapis.patch_spec(NAME, {"image": B})

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -28,18 +24,11 @@ from admin_api.auth.service import hash_password
 from admin_api.migrations import upgrade
 
 from tests.service.chat.conftest import SEND, Event, answer_of, parse_sse  # noqa: F401
+from tests.support.serve import ServeProcess, serving_async
 from tests.service.conftest import *  # noqa: F403  (database_url, db, make_user, ...)
 
 PASSWORD = "reliability-password"
 REQUEST_TIMEOUT = 20.0  # the bound on any single answer: beyond it the request "hung"
-
-
-@dataclass
-class ServeProcess:
-    process: subprocess.Popen
-    base_url: str
-    stdout: Path
-    stderr: Path
 
 
 @pytest.fixture
@@ -48,43 +37,11 @@ def serve(tmp_path, database_url, redis_url, openai_server):
 
     @asynccontextmanager
     async def start(**env: str) -> AsyncIterator[ServeProcess]:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        environment = {
-            "PATH": os.environ["PATH"],
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "LLM_ENDPOINT": openai_server.url,
-            "LLM_MODEL": "test-model",
-            "COOKIE_SECURE": "false",  # plain http on loopback
-            "LOG_LEVEL": "WARNING",
-            **env,
-        }
-        server = ServeProcess(None, f"http://127.0.0.1:{port}", tmp_path / "stdout", tmp_path / "stderr")
-        with server.stdout.open("w") as out, server.stderr.open("w") as err:
-            server.process = subprocess.Popen(
-                [sys.executable, "-m", "admin_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=environment,
-                stdout=out,
-                stderr=err,
-            )
-        try:
-            async with httpx.AsyncClient(base_url=server.base_url) as http:
-                for _ in range(300):
-                    assert server.process.poll() is None, server.stderr.read_text()
-                    try:
-                        if (await http.get("/health/live")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+        base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": openai_server.url,
+                "LLM_MODEL": "test-model", "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING"}
+        async with serving_async({**base, **env}, tmp_path) as server:
             yield server
             assert server.process.poll() is None, "admin-api serve died during the test"
-        finally:
-            if server.process.poll() is None:
-                server.process.kill()
-                server.process.wait(10)
 
     return start
 

@@ -6,16 +6,10 @@ Skipped when /usr/bin/chromium or /usr/bin/chromedriver is missing (`apt-get ins
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -23,6 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.service.conftest import database_url, db, make_user, seed_conversation  # noqa: F401  (fixtures)
+from tests.support.serve import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -37,43 +32,10 @@ WAIT_SECONDS = 15
 @pytest.fixture
 def server(tmp_path, database_url, redis_url, openai_server) -> Iterator[str]:  # noqa: F811
     """A running `admin-api serve` on a free loopback port; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    environment = {
-        "PATH": os.environ["PATH"],
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "LLM_ENDPOINT": openai_server.url,
-        "LLM_MODEL": "test-model",
-        "COOKIE_SECURE": "false",  # plain http on loopback
-    }
-    base_url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "admin_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(300):
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base_url}/health/live").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": openai_server.url,
+           "LLM_MODEL": "test-model", "COOKIE_SECURE": "false"}  # plain http on loopback
+    with serving(env, tmp_path) as process:
+        yield process.base_url
 
 
 @pytest.fixture

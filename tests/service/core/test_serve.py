@@ -8,17 +8,8 @@ pod empties in well under the graceful timeout (cli.GRACEFUL_SHUTDOWN_SECONDS, 2
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,68 +18,19 @@ from admin_api.cli import GRACEFUL_SHUTDOWN_SECONDS
 from admin_api.main import POOL_CLOSE_TIMEOUT_SECONDS
 
 from tests.service.chat.conftest import SEND, answer_of, parse_sse, stored_messages
+from tests.support.serve import serving_async
 
 RESTARTING = "The server is restarting. Please retry."
-
-
-@dataclass
-class ServeProcess:
-    process: subprocess.Popen
-    base_url: str
-    stdout: Path
-    stderr: Path
-
-    def terminate(self) -> float:
-        self.process.send_signal(signal.SIGTERM)
-        return time.monotonic()
-
-    async def wait(self, timeout: float) -> int:
-        return await asyncio.to_thread(self.process.wait, timeout)
-
-    def log_lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.stdout.read_text().splitlines()]  # every line must be JSON
 
 
 @pytest.fixture
 def serve(tmp_path, database_url, redis_url, openai_server):
     """`async with serve(**env) as server:` a running `admin-api serve` on a free loopback port."""
 
-    @asynccontextmanager
-    async def start(**env: str) -> AsyncIterator[ServeProcess]:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        environment = {
-            "PATH": os.environ["PATH"],
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "LLM_ENDPOINT": openai_server.url,
-            "LLM_MODEL": "test-model",
-            **env,
-        }
-        server = ServeProcess(None, f"http://127.0.0.1:{port}", tmp_path / "stdout", tmp_path / "stderr")
-        with server.stdout.open("w") as out, server.stderr.open("w") as err:
-            server.process = subprocess.Popen(
-                [sys.executable, "-m", "admin_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=environment,
-                stdout=out,
-                stderr=err,
-            )
-        try:
-            async with httpx.AsyncClient(base_url=server.base_url) as http:
-                for _ in range(300):
-                    assert server.process.poll() is None, server.stderr.read_text()
-                    try:
-                        if (await http.get("/health/live")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-            yield server
-        finally:
-            if server.process.poll() is None:
-                server.process.kill()
-                server.process.wait(10)
+    def start(**env: str):
+        base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": openai_server.url,
+                "LLM_MODEL": "test-model"}
+        return serving_async({**base, **env}, tmp_path)
 
     return start
 
