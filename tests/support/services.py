@@ -334,13 +334,11 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[callable]:
-    """Start a PostgreSQL server of the test's own (free port), which the test may stop and start."""
-    servers: list[PostgresServer] = []
+def _private_servers(kind: type, name: str) -> Iterator[callable]:
+    servers = []
 
-    def start() -> PostgresServer:
-        server = PostgresServer(RUN_DIR / f"postgres-private-{os.getpid()}-{uuid.uuid4().hex[:6]}", _free_port())
+    def start():
+        server = kind(RUN_DIR / f"{name}-private-{os.getpid()}-{uuid.uuid4().hex[:6]}", _free_port())
         servers.append(server)
         server.start()
         return server
@@ -348,22 +346,18 @@ def private_postgres() -> Iterator[callable]:
     yield start
     for server in servers:
         server.destroy()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[callable]:
+    """Start a PostgreSQL server of the test's own (free port), which the test may stop and start."""
+    yield from _private_servers(PostgresServer, "postgres")
 
 
 @pytest.fixture
 def private_redis() -> Iterator[callable]:
     """Start a Redis server of the test's own (free port), which the test may stop and start."""
-    servers: list[RedisServer] = []
-
-    def start() -> RedisServer:
-        server = RedisServer(RUN_DIR / f"redis-private-{os.getpid()}-{uuid.uuid4().hex[:6]}", _free_port())
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.destroy()
+    yield from _private_servers(RedisServer, "redis")
 
 
 def _main(argv: list[str]) -> int:
