@@ -65,7 +65,7 @@ class Progress:
                 and self.available >= total and self.ready >= total)
 
     def describe(self) -> str:
-        return f"{self.ready}/{self.replicas} ready, {self.updated} updated"
+        return f"{self.ready}/{self.replicas} ready, {self.updated}/{self.replicas} on the current template"
 
 
 def summary(phase: str, message: str, generation: int, reason: str,
