@@ -65,11 +65,6 @@ def _metadata(owner: Owner, name: str, component: str = "api") -> dict[str, Any]
     }
 
 
-def secrets_name(instance: str) -> str:
-    """The user's Secret with the guide's keys (database-url, redis-url, ...)."""
-    return f"{instance}-secrets"
-
-
 def bootstrap_secret_name(instance: str) -> str:
     """The operator-generated Secret with the first admin's credentials."""
     return f"{instance}-bootstrap-admin"
@@ -199,10 +194,6 @@ def template_hash(template: dict[str, Any]) -> str:
     """A short, stable fingerprint of a pod template: what a rollout is keyed by."""
     canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def image_of(template: dict[str, Any]) -> str:
-    return next(c["image"] for c in template["spec"]["containers"] if c["name"] == CONTAINER_NAME)
 
 
 # --- workload and networking -------------------------------------------------------------------------

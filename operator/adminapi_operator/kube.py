@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
 import kubernetes
@@ -11,7 +10,6 @@ from kubernetes.dynamic import DynamicClient
 
 from . import FIELD_MANAGER, GROUP, KIND, VERSION
 
-log = logging.getLogger(__name__)
 
 
 def load_api_client() -> kubernetes.client.ApiClient:
@@ -55,12 +53,6 @@ class Kube:
             if e.status == 404:
                 return None
             raise
-
-    def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        found = self._resource(api_version, kind).get(
-            namespace=namespace, label_selector=selector, _request_timeout=self._timeout)
-        return [item.to_dict() for item in found.items]
 
     def create_if_absent(self, obj: dict[str, Any]) -> bool:
         """Create once and never overwrite (for generated secrets). True if this call created it."""

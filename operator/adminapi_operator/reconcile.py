@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,7 +22,6 @@ from .kube import Kube
 from .spec import AdminApiSpec, InvalidSpec
 from .status import Progress, condition, merge_conditions, now_iso, summary, workload_status
 
-log = logging.getLogger(__name__)
 
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
