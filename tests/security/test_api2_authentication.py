@@ -9,18 +9,10 @@ import json
 import time
 
 import pytest
-from redis.asyncio import Redis
 
 from admin_api.auth.dependencies import SESSION_COOKIE
 from tests.security.helpers import HISTORY_LIST, use_session_cookie
 from tests.service.conftest import client_for
-
-
-@pytest.fixture
-async def redis(settings):
-    client = Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_session_fixation_a_planted_id_never_becomes_a_session(client, make_user):

@@ -28,6 +28,7 @@ from admin_api.migrations import upgrade
 from admin_api.settings import Settings
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from redis.asyncio import Redis
 
 BASE_URL = "https://testserver"
 ALLOWED_ORIGIN = "https://chat.example.com"
@@ -81,6 +82,14 @@ def make_settings(database_url: str, redis_url: str, openai_server) -> Callable[
         return IsolatedSettings(**values)
 
     return make
+
+
+@pytest.fixture
+async def redis(settings: Settings):
+    """A Redis client on the app's database, for tests that look at what the service stored there."""
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

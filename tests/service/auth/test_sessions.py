@@ -10,7 +10,6 @@ from http.cookies import SimpleCookie
 
 import pytest
 from admin_api.auth.dependencies import SESSION_COOKIE
-from redis.asyncio import Redis
 
 from tests.service.conftest import client_for
 
@@ -25,13 +24,6 @@ def _use_session_cookie(client, value: str) -> None:
     """Make the client send exactly this session cookie (httpx files host-only cookies under 'testserver.local')."""
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, value, domain="testserver.local")
-
-
-@pytest.fixture
-async def redis(settings):
-    client = Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_login_sets_a_hardened_session_cookie(client, make_user):

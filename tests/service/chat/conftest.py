@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import httpx
@@ -19,24 +17,9 @@ from fastapi import FastAPI
 
 from admin_api.main import create_app
 from tests.service.conftest import client_for
+from tests.support.sse import Event, parse_sse  # noqa: F401  (used by the tests importing from here)
 
 SEND = "/api/v1/chat/send"
-
-
-@dataclass(frozen=True)
-class Event:
-    name: str
-    data: dict[str, Any]
-
-
-def parse_sse(text: str) -> list[Event]:
-    """Our server's SSE: blocks of `event: NAME` and one `data: JSON` line, separated by a blank line."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
-        if fields:
-            events.append(Event(fields.get("event", "message"), json.loads(fields["data"])))
-    return events
 
 
 def answer_of(events: list[Event]) -> str:
