@@ -76,6 +76,9 @@ class FakeKube:
         self.termination_seconds = 1.0
         self.ready_after_seconds = 1.0
         self.job_seconds = 2.0
+        self.failing_jobs: set[str] = set()  # components (backup, migrate, restore) whose Jobs fail
+        self.on_create: list[Any] = []  # callbacks(obj) when an object is created
+        self.on_status: list[Any] = []  # callbacks(status) after a status write
         self._rv = itertools.count(1)
         self._ips = itertools.count(2)
         self._uids = itertools.count(1)
@@ -100,6 +103,9 @@ class FakeKube:
                 new["metadata"]["generation"] = live["metadata"]["generation"] + 1
             elif new == live:
                 return copy.deepcopy(live)
+        else:
+            for hook in self.on_create:
+                hook(new)
         self._store(key, new)
         return copy.deepcopy(new)
 
@@ -155,6 +161,8 @@ class FakeKube:
                 status[k] = copy.deepcopy(v)
         obj["status"] = status
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        for hook in self.on_status:
+            hook(status)
         return obj["metadata"]["resourceVersion"]
 
     # --- what a user does ---------------------------------------------------------------------------
@@ -268,6 +276,8 @@ class FakeKube:
                "spec": copy.deepcopy(template["spec"]),
                "status": {"podIP": f"10.0.0.{next(self._ips)}", "conditions": [{"type": "Ready", "status": "False"}]}}
         self._defaults(pod)
+        for hook in self.on_create:
+            hook(pod)
         self._store(("v1", "Pod", ns, name), pod)
 
     def _terminate(self, pod: dict[str, Any]) -> None:
@@ -278,7 +288,8 @@ class FakeKube:
         if job.get("status", {}).get("conditions"):
             return
         if self.now >= _parse(job["metadata"]["creationTimestamp"]) + datetime.timedelta(seconds=self.job_seconds):
-            failed = _matches(job["spec"]["template"], FAIL)
+            failed = _matches(job["spec"]["template"], FAIL) or \
+                job["metadata"]["labels"].get("app.kubernetes.io/component") in self.failing_jobs
             job["status"] = {"conditions": [{"type": "Failed" if failed else "Complete", "status": "True"}]}
             job["metadata"]["resourceVersion"] = str(next(self._rv))
 
