@@ -416,7 +416,7 @@ class Reconciler:
             if result is Result.ROLLED_BACK:
                 message = f"rolled back to {last_good['image']}: {attempt.get('failure', 'rollout failed')}"
                 if "restored" in attempt:
-                    message += ("; database restored from the attempt's backup" if attempt["restored"]
+                    message += ("; database restored from the pre-rollout backup" if attempt["restored"]
                                 else "; database restore FAILED")
         reason = {Result.SUCCEEDED: "RolloutSucceeded", Result.SUPERSEDED: "RolloutSuperseded",
                   Result.CANCELLED: "RolloutCancelled"}.get(result, result.value)
