@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from kopf.testing import KopfRunner
 from kubernetes.client import rest
+from kubernetes.config import kube_config
 from kubernetes.client.exceptions import ApiException
 
 from adminapi_operator import handlers
@@ -44,7 +45,8 @@ def _resource(path: str) -> str:
 
 def test_a_steady_instance_sends_no_write_and_no_failing_request(local_cluster, crd, kubeconfig, namespace,
                                                                   adminapis, monkeypatch, capsys):
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # for Kopf's login
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))  # read at import otherwise
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3.0)  # several resyncs within the window
     requests = Requests(monkeypatch)
     with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
