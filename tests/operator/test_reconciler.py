@@ -503,3 +503,14 @@ def test_fail_label_fails_backups_in_the_fake_too():
     h.ready()
     h.kube.patch_spec(NAME, {"image": B, "backup": {"podLabels": FAIL}})
     assert h.run(h.at_rest)["phase"] == "BackupFailed"
+
+
+def test_a_rollout_recorded_before_attempts_existed_is_superseded_by_an_attempt():
+    h = Harness()
+    h.ready()
+    h.kube.patch_spec(NAME, {"image": B})
+    h.kube.adminapi(NAME)["status"]["rollout"] = {"id": "0123456789abcdef", "image": B, "fromImage": A,
+                                                  "step": "Verifying", "startedAt": "2026-11-30T10:00:00Z"}
+    status = h.run(lambda s: s.get("lastGoodImage") == B and h.at_rest(s))
+    assert [o for _, o in h.outcomes()][:2] == ["Succeeded", "Superseded"]
+    assert len(h.jobs("backup")) == 1
