@@ -3,9 +3,9 @@
     admin-api serve [--host H] [--port P]              run the API (uvicorn)
     admin-api migrate                                   apply schema migrations (+ bootstrap admin)
     admin-api create-user USERNAME [--admin] --password-stdin
-    admin-api backup --instance NAME [--key KEY] [--retention N]
+    admin-api backup --namespace NS --instance NAME [--key NS/NAME/...] [--retention N]
                                                         pg_dump into object storage; prints one JSON line
-    admin-api restore s3://BUCKET/KEY                   pg_restore such a backup; prints one JSON line
+    admin-api restore s3://BUCKET/KEY                   make the database exactly that backup's; one JSON line
 
 Exit codes: 0 ok, 1 the command failed, 2 bad usage or configuration.
 """
@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
     serve.set_defaults(command=serve_command)
 
-    migrate = commands.add_parser("migrate", help="apply database migrations (safe to run concurrently)")
+    migrate = commands.add_parser(
+        "migrate", help="apply all pending database migrations in one transaction (safe to run concurrently)"
+    )
     migrate.set_defaults(command=migrate_command)
 
     create_user = commands.add_parser("create-user", help="create a user; the password is read from stdin")
@@ -76,11 +78,19 @@ def _parser() -> argparse.ArgumentParser:
         "backup", help="dump the database into object storage (MINIO_*), print one JSON line describing it"
     )
     backup.add_argument(
+        "--namespace", required=True, type=_namespace_name, metavar="NS", help="the instance's namespace"
+    )
+    backup.add_argument(
         "--instance", required=True, type=_instance_name, metavar="NAME", help="the instance the backup is of"
     )
-    backup.add_argument("--key", help="object key (default: INSTANCE/<UTC time>-<version>.dump)")
     backup.add_argument(
-        "--retention", type=_positive_int, metavar="N", help="then keep only the newest N backups of the instance"
+        "--key", help="object key, under NS/NAME/ (default: NS/NAME/<UTC time>-<version>.dump)"
+    )
+    backup.add_argument(
+        "--retention",
+        type=_positive_int,
+        metavar="N",
+        help="then keep only the newest N complete backups of this instance (NS/NAME)",
     )
     backup.set_defaults(command=backup_command)
 
@@ -95,6 +105,15 @@ def _instance_name(value: str) -> str:
 
     try:
         return validate_instance(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _namespace_name(value: str) -> str:
+    from admin_api.backup.service import validate_namespace
+
+    try:
+        return validate_namespace(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -185,7 +204,7 @@ def create_user_command(args: argparse.Namespace) -> int:
 def backup_command(args: argparse.Namespace) -> int:
     from admin_api.backup.service import backup
 
-    result = backup(BackupSettings(), args.instance, key=args.key, retention=args.retention)
+    result = backup(BackupSettings(), args.namespace, args.instance, key=args.key, retention=args.retention)
     print(json.dumps(result.as_dict()), flush=True)
     return 0
 
