@@ -1,7 +1,8 @@
 """`admin-api`: the service's console script.
 
     admin-api serve [--host H] [--port P]              run the API (uvicorn)
-    admin-api migrate                                   apply schema migrations (+ bootstrap admin)
+    admin-api migrate                                   apply pending migrations, all in one transaction
+                                                        (+ bootstrap admin)
     admin-api create-user USERNAME [--admin] --password-stdin
     admin-api backup --namespace NS --instance NAME [--key NS/NAME/...] [--retention N]
                                                         pg_dump into object storage; prints one JSON line
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 import asyncpg
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from admin_api.backup import BackupError
 from admin_api.settings import BackupSettings, DatabaseSettings, Settings, describe_config_error
@@ -172,9 +174,10 @@ def migrate_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     bootstrap = _bootstrap_admin(settings)
     try:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url)  # all pending migrations in one transaction
     except Exception as error:
-        raise CommandError(f"migrate failed: {_explain_db_error(error)}") from None
+        reason = _explain_migration_error(error, settings)
+        raise CommandError(f"migrate failed, nothing was applied: {reason}") from None
     log.info("migrations applied")
     if bootstrap is not None:
         username, password = bootstrap
@@ -270,11 +273,27 @@ def _run_db(coroutine):
         raise CommandError(_explain_db_error(error)) from None
 
 
+def _explain_migration_error(error: BaseException, settings: DatabaseSettings) -> str:
+    """What the server (or the migration's code) said, on one line; connection failures as for every command."""
+    root = _root_cause(error)
+    if isinstance(root, (OSError, TimeoutError, asyncpg.InvalidPasswordError, asyncpg.InvalidCatalogNameError)):
+        return _explain_db_error(error)
+    message = " ".join(str(root).split())[:300]
+    password = make_url(settings.database_url).password
+    if password:
+        message = message.replace(password, "***")
+    return f"{type(root).__name__}: {message}" if message else type(root).__name__
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while getattr(error, "orig", None) is not None or error.__cause__ is not None:
+        error = getattr(error, "orig", None) or error.__cause__
+    return error
+
+
 def _explain_db_error(error: BaseException) -> str:
     """Name the failure without echoing the URL (it holds the password)."""
-    root = error
-    while getattr(root, "orig", None) is not None or root.__cause__ is not None:
-        root = getattr(root, "orig", None) or root.__cause__
+    root = _root_cause(error)
     if isinstance(root, (OSError, TimeoutError)):
         return f"cannot reach the database ({type(root).__name__})"
     if isinstance(root, asyncpg.InvalidPasswordError):
