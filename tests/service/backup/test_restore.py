@@ -11,7 +11,7 @@ import pytest
 from minio import Minio
 from sqlalchemy.engine import make_url
 
-from tests.service.backup.conftest import TABLES, Database
+from tests.support.databases import TABLES, Database
 from tests.service.backup.test_backup import seed, split
 from tests.support.migrations import NEXT_REVISION, migrate, next_version
 from tests.support.services import PG_BIN
