@@ -64,7 +64,7 @@ async def _fetch(url: str, sql: str, *args):
 async def test_migrate_creates_the_schema_and_is_idempotent(empty_database):
     first = await asyncio.to_thread(admin_api, "migrate", database_url=empty_database)
     assert first.returncode == 0, first.stderr
-    assert "Running upgrade  -> 0001" in first.stdout
+    assert "Running upgrade  -> 0001" in first.stdout and "Running upgrade 0001 -> 0002" in first.stdout
     second = await asyncio.to_thread(admin_api, "migrate", database_url=empty_database)
     assert second.returncode == 0, second.stderr
     assert "Running upgrade" not in second.stdout
@@ -73,9 +73,9 @@ async def test_migrate_creates_the_schema_and_is_idempotent(empty_database):
         r["tablename"]
         for r in await _fetch(empty_database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
-    assert tables == {"USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "alembic_version"}
+    assert tables == {"USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "USR_DOC", "alembic_version"}
     assert [r["version_num"] for r in await _fetch(empty_database, "SELECT version_num FROM alembic_version")] == [
-        "0001"
+        "0002"
     ]
 
 
