@@ -3,6 +3,8 @@ history), and the answer's sources exactly as prompted."""
 
 from __future__ import annotations
 
+from urllib.parse import quote, unquote
+
 from tests.service.documents.conftest import DOCUMENTS, SEND
 from tests.support.sse import parse_sse
 
@@ -20,13 +22,17 @@ async def test_list_newest_first_with_a_cursor(docs):
 
 async def test_content_is_the_original_bytes_as_an_attachment(docs):
     data = "Grüße aus Köln\r\nline two\n".encode()
-    uploaded = await docs.upload_ok(docs.alice, 'we"ird;name\r\n<b>.txt', data)
+    uploaded = await docs.upload_ok(docs.alice, "Grüße; \"quoted\"\r\n<b>.txt", data)
+    stored_name = uploaded["filename"]  # as the client encoded it in the part header
     response = await docs.alice.get(f"{DOCUMENTS}/{uploaded['document_id']}/content")
     assert response.status_code == 200
     assert response.content == data
     disposition = response.headers["content-disposition"]
-    assert disposition.startswith('attachment; filename="we_ird_name<b>.txt"')
-    assert "filename*=UTF-8''we%22ird%3Bname%3Cb%3E.txt" in disposition
+    fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
+    assert fallback.isascii() and ";" not in fallback and "\r" not in disposition and "\n" not in disposition
+    assert disposition.startswith("attachment; ")
+    assert disposition.endswith("filename*=UTF-8''" + quote(stored_name, safe=""))
+    assert unquote(disposition.rsplit("''", 1)[1]) == stored_name
     assert "sandbox" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
 
