@@ -57,8 +57,8 @@ async def test_operator_built_backup_and_restore_jobs_round_trip(kube_api, names
         await conn.execute("CREATE TABLE rollout_probe (n int)")
         await conn.execute("INSERT INTO rollout_probe SELECT generate_series(1, 100)")
 
-        key = builders.backup_key(name, "admin-api:1.0.0", "0123456789abcdef", "2026-11-25T10:00:00Z")
-        backup = run_container(builders.backup_job(owner, spec, "admin-api:1.0.0", "0123456789abcdef", key),
+        key = builders.backup_key(namespace, name, "admin-api:1.0.0", "0123456789-1", "2026-11-25T10:00:00Z")
+        backup = run_container(builders.backup_job(owner, spec, "admin-api:1.0.0", "0123456789-1", key),
                                core, namespace)
         assert backup.returncode == 0, backup.stderr
         described = json.loads(backup.stdout.strip().splitlines()[-1])
@@ -66,7 +66,7 @@ async def test_operator_built_backup_and_restore_jobs_round_trip(kube_api, names
         assert described["location"] == f"s3://operator-backups/{key}"
 
         await conn.execute("DELETE FROM rollout_probe WHERE n > 10")  # what a bad release might do
-        restore = run_container(builders.restore_job(owner, spec, "admin-api:1.0.0", "0123456789abcdef",
+        restore = run_container(builders.restore_job(owner, spec, "admin-api:1.0.0", "0123456789-1",
                                                      described["location"]), core, namespace)
         assert restore.returncode == 0, restore.stderr
         assert await conn.fetchval("SELECT count(*) FROM rollout_probe") == 100
