@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tests.support.services import PG_BIN, PostgresServer
 
-TABLES = ("USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "alembic_version")
+TABLES = ("USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "USR_DOC", "alembic_version")
 
 
 @dataclass(frozen=True)

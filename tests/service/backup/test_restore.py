@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from tests.support.databases import TABLES, Database
 from tests.service.backup.test_backup import seed, split
-from tests.support.migrations import NEXT, NEXT_REVISION, migrate, next_version
+from tests.support.migrations import HEAD, NEXT, NEXT_REVISION, migrate, next_version
 from tests.support.services import PG_BIN
 
 NEXT_TABLES = (*TABLES, "CNVS_TAG")
@@ -80,7 +80,7 @@ def test_restore_undoes_a_newer_version_exactly(database, cli, s3, tmp_path):
     # ... which is the schema from before, but for PostgreSQL's reprinting of CHECK expressions.
     changed = set(schema.splitlines()) ^ set(reference.splitlines())
     assert changed and all("CHECK (" in line for line in changed), changed
-    assert database.snapshot() == data  # including alembic_version: back at 0001
+    assert database.snapshot() == data  # including alembic_version: back at the head of the backup
     assert tables(database) == {f"public.{table}" for table in TABLES}
     assert database.psql("SELECT extname FROM pg_extension ORDER BY 1").splitlines() == ["citext", "plpgsql"]
     assert database.psql("SELECT nspname FROM pg_namespace WHERE nspname = 'reporting'") == ""
@@ -90,7 +90,7 @@ def test_restore_undoes_a_newer_version_exactly(database, cli, s3, tmp_path):
     assert database.psql("""SELECT "USR_ID" FROM "USR_ACCT" WHERE "USR_NM" = 'after-restore'""") == "4"
     again = migrate(scripts, {"DATABASE_URL": database.url})
     assert again.returncode == 0, again.stderr
-    assert "Running upgrade 0001 -> 0002" in again.stdout
+    assert f"Running upgrade {HEAD} -> {NEXT}" in again.stdout
     assert database.psql("SELECT version_num FROM alembic_version") == NEXT
 
 

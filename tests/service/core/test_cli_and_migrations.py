@@ -244,4 +244,4 @@ async def test_a_failing_migration_changes_nothing(empty_database, tmp_path):
     (scripts / "versions" / "9002_next.py").unlink()
     result = await asyncio.to_thread(migrate, scripts, env)
     assert result.returncode == 0, result.stderr
-    assert "Running upgrade 0001 -> 0002" in result.stdout
+    assert f"Running upgrade {HEAD} -> next1" in result.stdout
