@@ -13,7 +13,7 @@ import pytest
 from admin_api.main import create_app
 
 from tests.service.conftest import client_for
-from tests.support.migrations import HEAD, NEXT_REVISION, migrate, next_version
+from tests.support.migrations import HEAD, NEXT, NEXT_REVISION, migrate, next_version
 
 # The deployment guide's expected USR_CNVS_SMRY indexes, by name.
 GUIDE_INDEXES = {
@@ -244,4 +244,4 @@ async def test_a_failing_migration_changes_nothing(empty_database, tmp_path):
     (scripts / "versions" / "9002_next.py").unlink()
     result = await asyncio.to_thread(migrate, scripts, env)
     assert result.returncode == 0, result.stderr
-    assert "Running upgrade 0001 -> 0002" in result.stdout
+    assert f"Running upgrade {HEAD} -> {NEXT}" in result.stdout
