@@ -33,7 +33,7 @@ def _readme_endpoints() -> set[tuple[str, str]]:
         method = None
         for code in re.findall(r"`([^`]*)`", first_cell):
             words = code.split()
-            if words and words[0] in ("GET", "POST"):
+            if words and words[0] in ("GET", "POST", "DELETE"):
                 method, words = words[0], words[1:]
             if method and words and words[0].startswith("/"):
                 path = words[0]

@@ -16,6 +16,8 @@ operations are parametrized here and each one's strategy is driven by hypothesis
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -70,9 +72,25 @@ OPERATIONS = _documented_operations()
 
 
 @pytest.fixture
-def fuzz_schema(settings, openai_server):
+def fuzz_settings(make_settings, openai_server, s3_server, tmp_path):
+    """With documents on (the session's S3 server, an embedded index of the test's own), so their routes
+    are fuzzed too."""
+    return make_settings(
+        minio_endpoint=s3_server.endpoint,
+        minio_access_key=s3_server.access_key,
+        minio_secret_key=s3_server.secret_key,
+        minio_bucket=f"fuzz-{uuid.uuid4().hex[:12]}",
+        minio_secure=s3_server.secure,
+        qdrant_path=str(tmp_path / "qdrant"),
+        embedding_model_endpoint=openai_server.url,
+        embedding_model="test-embed",
+    )
+
+
+@pytest.fixture
+def fuzz_schema(fuzz_settings, openai_server):
     # A fresh app: schemathesis runs its lifespan on its own event-loop thread (ended after each test).
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(fuzz_settings))
     schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, allow_x00=True)
     return schema
 

@@ -217,8 +217,8 @@ class CsrfMiddleware:
     "simple" fetch from another site cannot send `application/json` without a CORS preflight, which
     CORSMiddleware only grants to CORS_ORIGINS. Clients that send neither header (curl, the guide's
     smoke tests, server-to-server) are not browsers and cannot carry a victim's cookie: allowed.
-    `multipart_paths` (the document upload) take multipart/form-data instead, which an HTML form can
-    send cross-site: there the origin check above is what refuses it.
+    `multipart_paths` (the document upload) take multipart/form-data instead (the route checks it), which
+    an HTML form can send cross-site: there the origin check above is what refuses it.
     """
 
     def __init__(
@@ -241,9 +241,8 @@ class CsrfMiddleware:
         headers = Headers(scope=scope)
         if not self._same_or_allowed_site(headers):
             return await _json_error(403, "Cross-site request refused.", scope, receive, send)
-        if scope["path"] in self.multipart_paths and scope["method"] == "POST":
-            if not _is_multipart(headers.get("content-type")):
-                return await _json_error(415, "Send the file as multipart/form-data.", scope, receive, send)
+        if scope["path"] in self.multipart_paths:
+            pass  # the route checks for multipart itself, after the session (401 first)
         elif _has_body(headers) and not _is_json(headers.get("content-type")):
             return await _json_error(415, "Request body must be application/json.", scope, receive, send)
         await self.app(scope, receive, send)
@@ -271,14 +270,6 @@ def _is_json(content_type: str | None) -> bool:
     mime["content-type"] = content_type
     subtype = mime.get_content_subtype()
     return mime.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
-
-
-def _is_multipart(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    mime = MimeMessage()
-    mime["content-type"] = content_type
-    return mime.get_content_type() == "multipart/form-data"
 
 
 async def _json_error(status: int, detail: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -107,6 +107,9 @@ class VectorIndex:
     def collection(self, index_key: str, user_id: int) -> str:
         return index_key if self.shared else f"{index_key}_u{user_id}"
 
+    async def has_collection(self, index_key: str, user_id: int) -> bool:
+        return await self._exists(self.collection(index_key, user_id))
+
     async def _exists(self, name: str) -> bool:
         if name in self._known:
             return True

@@ -9,6 +9,8 @@ The state is in PostgreSQL ("USR_DOC"), so it survives restarts and is shared by
 - A bad file fails for good with the reason; a backing service down (embeddings, storage, index) is
   retried later with back-off, and after the last attempt the document fails saying which one.
 - Uploads wake the workers of this process; those of other replicas find the work by polling.
+- At start, ready documents whose collection is missing from the index (the embedded store lives on the
+  pod's disk, which a new pod does not have) are queued again: they are rebuilt from their originals.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class IngestionWorkers:
         self._tasks: list[asyncio.Task] = []
         self._current: dict[str, asyncio.Task] = {}  # document id -> the task ingesting it here
         self._cpu = anyio.CapacityLimiter(max(1, workers))  # extraction and chunking threads
+        self._checked_index = False
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"ingestion-{n}") for n in range(self._count)]
@@ -99,6 +102,13 @@ class IngestionWorkers:
     async def _run(self) -> None:
         while True:
             try:
+                if not self._checked_index:
+                    self._checked_index = True  # one worker does it, once
+                    try:
+                        await self.requeue_lost()
+                    except BaseException:
+                        self._checked_index = False
+                        raise
                 worked = await self.run_once()
             except asyncio.CancelledError:
                 raise
@@ -112,6 +122,17 @@ class IngestionWorkers:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def requeue_lost(self) -> int:
+        """Queue again the ready documents whose vectors are not in the index (its collection is missing)."""
+        queued = 0
+        async with self._pool.acquire() as conn:
+            for row in await repository.ready_collections(conn):
+                if not await self._index.has_collection(row["IDX_KEY"], row["USR_ID"]):
+                    queued += await repository.requeue_indexed_in(conn, row["USR_ID"], row["IDX_KEY"])
+        if queued:
+            log.warning("documents missing from the index are rebuilt from their originals", extra={"documents": queued})
+        return queued
 
     async def run_once(self) -> bool:
         """Claim and process one document; False when there was none."""

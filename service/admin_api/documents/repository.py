@@ -213,3 +213,20 @@ async def lock_for_delete(conn: asyncpg.Connection, doc_idt_id: str, user_id: in
         doc_idt_id,
         user_id,
     )
+
+
+async def ready_collections(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT DISTINCT "USR_ID", "IDX_KEY" FROM "USR_DOC" WHERE "STTS_CD" = 'ready' AND "IDX_KEY" IS NOT NULL"""
+    )
+
+
+async def requeue_indexed_in(conn: asyncpg.Connection, user_id: int, index_key: str) -> int:
+    result = await conn.execute(
+        """UPDATE "USR_DOC" SET "STTS_CD" = 'processing', "LEASE_TOKEN" = NULL, "LEASE_UNTIL" = NULL,
+            "ATTEMPTS" = 0, "UPD_DT" = clock_timestamp()
+        WHERE "USR_ID" = $1 AND "IDX_KEY" = $2 AND "STTS_CD" = 'ready'""",
+        user_id,
+        index_key,
+    )
+    return int(result.split()[-1])

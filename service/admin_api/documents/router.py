@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
 from starlette.datastructures import UploadFile
 
 from admin_api.auth.dependencies import AuthenticatedUser
@@ -90,19 +91,20 @@ async def upload_document(request: Request, user: AuthenticatedUser, service: Do
         await form.close()
 
 
-@router.get("", response_model=DocumentList, responses=_errors((422, "A cursor that is not ours.")))
+def _valid_cursor(cursor: str | None) -> str | None:
+    if cursor is not None:
+        decode_cursor(cursor)  # ValueError: a 422 like any invalid parameter
+    return cursor
+
+
+@router.get("", response_model=DocumentList)
 async def list_documents(
     user: AuthenticatedUser,
     service: DocumentServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=256)] = None,
+    cursor: Annotated[str | None, Query(max_length=256), AfterValidator(_valid_cursor)] = None,
 ) -> DocumentList:
     """The caller's documents, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    if cursor is not None:
-        try:
-            decode_cursor(cursor)
-        except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     return await service.list_page(user.id, limit=limit, cursor=cursor)
 
 

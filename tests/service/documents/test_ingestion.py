@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -153,3 +154,21 @@ async def test_model_change_asks_for_reindex_and_reindex_rebuilds(open_docs, ope
             models_used = {r.model for r in openai_server.embedding_requests[before:]}
             assert models_used == {"new-embed"}  # nothing of the old model was mixed in
     assert before and {r.model for r in openai_server.embedding_requests[:before]} == {EMBEDDING_MODEL}
+
+
+async def test_a_lost_embedded_index_is_rebuilt_from_the_originals(open_docs, docs_settings):
+    """A new pod starts with an empty embedded store: its ready documents are indexed again, not silently lost."""
+    async with open_docs() as docs:
+        doc = await docs.ingest(docs.alice, "p.txt", b"Penguins huddle together for warmth.")
+        alice_user = docs.alice.user
+    shutil.rmtree(docs_settings().qdrant_path)
+    async with open_docs() as docs, client_for(docs.app) as alice:
+        await alice.post("/api/v1/auth/login", json={"username": alice_user.username, "password": alice_user.password})
+
+        async def found():
+            response = await alice.post(SEND, json={"message": "Why do penguins huddle?", "use_documents": True})
+            sources = response.json()["sources"]
+            return sources and sources[0]["document_id"] == doc["document_id"]
+
+        await eventually(found, what="the document to be found again")
+        assert (await alice.get(f"{DOCUMENTS}/{doc['document_id']}")).json()["status"] == "ready"
