@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from . import GROUP, KIND, VERSION, builders
@@ -28,6 +30,27 @@ RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
 BOOTSTRAP_ADMIN = "admin"
 HealthCheck = Callable[[str, tuple[str, ...]], "str | None"]
+REFUSED = "the Kubernetes API refused"  # how a status message says the spec produced an object it cannot store
+
+
+def permanent(e: ApiException) -> bool:
+    """An answer that will not change by asking again: the object we sent is wrong, not the moment.
+
+    A 4xx other than 409 (conflict) and 429 (busy), and server-side apply's 500 "duplicate entries for key"
+    (a list with two items of one key: asking again sends the same list).
+    """
+    if e.status in (409, 429):
+        return False
+    return 400 <= e.status < 500 or (e.status == 500 and "duplicate entries" in str(e.body))
+
+
+def api_message(e: ApiException) -> str:
+    """The API server's own explanation (its Status message), without our request."""
+    try:
+        message = json.loads(e.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        message = e.reason or f"HTTP {e.status}"
+    return str(message)[:1000]
 
 
 class Waiting(Exception):
@@ -119,16 +142,38 @@ class Reconciler:
             return outcome
 
         inst = Instance(body, owner, spec, raw, status, generation, body["metadata"]["resourceVersion"], outcome)
-        self._ensure_supporting_objects(inst)
+        if self._refused_before(inst):
+            return outcome  # asking again would get the same answer: only a new spec (or a retry) changes it
         desired = builders.pod_template(owner.name, spec)
         desired_hash = builders.template_hash(desired)
         try:
+            self._ensure_supporting_objects(inst)
             for _ in range(3):  # an attempt that ended (superseded, say) hands over to what comes next
                 if not self._dispatch(inst, desired, desired_hash):
                     break
         except Waiting as waiting:
             outcome.waiting = waiting
+        except ApiException as e:
+            if not permanent(e):
+                raise
+            self._refused(inst, e)
         return outcome
+
+    def _refused_before(self, inst: Instance) -> bool:
+        status = inst.status
+        return (status.get("phase") == "Invalid" and str(status.get("message", "")).startswith(REFUSED)
+                and not inst.spec_changed and not inst.retry_requested)
+
+    def _refused(self, inst: Instance, e: ApiException) -> None:
+        """The spec passed our checks but produced an object the API server will never store: say so, once."""
+        message = f"{REFUSED} an object this spec produces ({e.status}): {api_message(e)}"
+        if inst.status.get("phase") != "Invalid" or inst.status.get("message") != message:
+            self._event(inst, "Warning", "InvalidSpec", message)
+        update = {**workload_status(Progress.of(None), inst.generation, invalid=message),
+                  "observedGeneration": inst.generation}
+        if inst.retry_requested:
+            update["retryToken"] = inst.retry_token
+        self._write(inst, update)
 
     def _dispatch(self, inst: Instance, desired: dict[str, Any], desired_hash: str) -> bool:
         """One decision on what this instance needs; True when an attempt ended and the next call may start one."""

@@ -5,8 +5,11 @@ objects written before a default existed, or partial overrides such as `readines
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+from kubernetes.utils import parse_quantity
 
 # The guide's Kubernetes section.
 DEFAULT_REPLICAS = 3
@@ -14,6 +17,74 @@ DEFAULT_PORT = 8001
 LIVENESS_DEFAULTS = {"initialDelaySeconds": 30, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 READINESS_DEFAULTS = {"initialDelaySeconds": 10, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 2}
 RESOURCES_DEFAULTS = {"requests": {"memory": "512Mi", "cpu": "500m"}, "limits": {"memory": "2Gi", "cpu": "2"}}
+
+
+# What the operator sets in the service's environment itself, and from where: spec.env may not set these
+# (the API server's server-side apply would refuse the Deployment for duplicate entries). The CRD says the
+# same (tests/operator/test_spec.py keeps the three in step with the builders).
+OPERATOR_ENV = {
+    "DATABASE_URL": "spec.database.urlSecretRef",
+    "REDIS_URL": "spec.redis",
+    "LLM_ENDPOINT": "spec.llm.endpoint",
+    "LLM_MODEL": "spec.llm.model",
+    "LLM_API_KEY": "spec.llm.apiKeySecretRef",
+    "CORS_ORIGINS": "spec.corsOrigins",
+    "MINIO_ENDPOINT": "spec.minio.endpoint",
+    "MINIO_SECURE": "spec.minio.secure",
+    "MINIO_BUCKET": "spec.minio.bucket",
+    "MINIO_ACCESS_KEY": "spec.minio.accessKeySecretRef",
+    "MINIO_SECRET_KEY": "spec.minio.secretKeySecretRef",
+    "QDRANT_HOST": "spec.qdrant.host",
+    "QDRANT_PORT": "spec.qdrant.port",
+    "QDRANT_API_KEY": "spec.qdrant.apiKeySecretRef",
+    "EMBEDDING_MODEL_ENDPOINT": "spec.embeddings.endpoint",
+    "BOOTSTRAP_ADMIN_USERNAME": "the generated Secret <name>-bootstrap-admin",
+    "BOOTSTRAP_ADMIN_PASSWORD": "the generated Secret <name>-bootstrap-admin",
+}
+
+# Limits the CRD enforces at admission, repeated here for objects stored before it did (the API server
+# does not re-validate what it already holds).
+NAME_MAX = 63  # a DNS label: the Service's name and every label value derive from it
+POD_ANNOTATIONS_MAX = 32768  # characters, keys and values: far below the API's 256 KiB whatever the encoding
+IMAGE_REPOSITORY_MAX = 255  # what registries accept (distribution/reference)
+ENV_MAX = 128
+_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+# An image reference as registries and the kubelet parse it (github.com/distribution/reference).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+IMAGE_REFERENCE = (
+    rf"^(?:(?:{_DOMAIN}|\[[a-fA-F0-9:]+\])(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?$"
+)
+
+
+def _qualified_name_problem(key: str) -> str | None:
+    """Why `key` is not a label or annotation key (prefix/name, as Kubernetes wants it), or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return "its prefix must be a DNS subdomain (lowercase letters, digits, '-' and '.')"
+    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
+        return ("its name part must be at most 63 characters: letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit")
+    return None
+
+
+def _label_problems(field_: str, labels: Mapping[str, str]) -> Iterable[str]:
+    for key, value in labels.items():
+        if why := _qualified_name_problem(key):
+            yield f"{field_}: {key!r} is not a valid label key: {why}"
+        if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+            yield (f"{field_}[{key!r}]: {value[:80]!r} is not a valid label value: at most 63 characters, letters, "
+                   "digits, '-', '_' or '.', starting and ending with a letter or digit")
+
+
+def image_repository(image: str) -> str:
+    """The repository part of an image reference: without its tag and digest."""
+    name = image.split("@", 1)[0]
+    return name[:name.rindex(":")] if name.rfind(":") > name.rfind("/") else name
 
 
 class InvalidSpec(ValueError):
@@ -131,21 +202,63 @@ class AdminApiSpec:
             rollout_health_check_url=rollout.get("healthCheckURL"),
             rollback_restore_database=bool((raw.get("rollback") or {}).get("restoreDatabase", False)),
         )
-        spec.check()
+        problems = list(spec.problems())
+        if not _DNS_LABEL.fullmatch(instance) or len(instance) > NAME_MAX:
+            problems.insert(0, f"metadata.name {instance[:80]!r} must be a DNS label of at most {NAME_MAX} characters "
+                               "(lowercase letters, digits and '-', starting with a letter): the Service and "
+                               "every label derive from it")
+        if problems:
+            raise InvalidSpec("; ".join(problems))
         return spec
+
+    def _resource_problems(self) -> Iterable[str]:
+        # The guide's defaults fill in what the spec leaves out: a lower limit alone can contradict them.
+        amounts: dict[str, dict[str, Any]] = {}
+        for kind, values in self.resources.items():
+            for resource, value in values.items():
+                try:
+                    amounts.setdefault(kind, {})[resource] = parse_quantity(value)
+                except ValueError:
+                    yield f"spec.resources.{kind}.{resource}: {str(value)[:40]!r} is not a quantity (such as 500m, 2, 512Mi)"
+        requests, limits = amounts.get("requests", {}), amounts.get("limits", {})
+        for resource in sorted(requests.keys() & limits.keys()):
+            if requests[resource] > limits[resource]:
+                yield (f"spec.resources: requests.{resource} {self.resources['requests'][resource]} is more than "
+                       f"limits.{resource} {self.resources['limits'][resource]} (a request left out is the "
+                       f"guide's default, {RESOURCES_DEFAULTS['requests'].get(resource, 'none')})")
 
     @property
     def backup_target(self) -> bool:
         """Whether the object storage a backup goes to is fully configured."""
         return bool(self.minio_endpoint and self.minio_bucket and self.minio_access_key and self.minio_secret_key)
 
-    def check(self) -> None:
-        """Refuse what the schema cannot express but would deploy broken."""
+    def problems(self) -> Iterable[str]:
+        """What would deploy broken: what the schema cannot express, and what it refuses (for old objects)."""
         if self.replicas > 1 and not self.qdrant_host:
-            raise InvalidSpec(
-                f"replicas is {self.replicas} but spec.qdrant.host is not set: the embedded Qdrant store "
-                "cannot be shared by several pods; set spec.qdrant.host or use replicas: 1"
-            )
-        reserved = {"DATABASE_URL", "REDIS_URL"} & {e.get("name") for e in self.extra_env}
-        if reserved:
-            raise InvalidSpec(f"spec.env may not set {', '.join(sorted(reserved))}: use spec.database / spec.redis")
+            yield (f"replicas is {self.replicas} but spec.qdrant.host is not set: the embedded Qdrant store "
+                   "cannot be shared by several pods; set spec.qdrant.host or use replicas: 1")
+        if not re.match(IMAGE_REFERENCE, self.image):
+            yield (f"spec.image {self.image[:80]!r} is not an image reference such as "
+                   "registry.example.com/admin-api:1.0.0 (no spaces or uppercase in the repository path)")
+        elif len(repository := image_repository(self.image)) > IMAGE_REPOSITORY_MAX:
+            yield (f"spec.image: the repository name is {len(repository)} characters long; registries accept "
+                   f"at most {IMAGE_REPOSITORY_MAX}")
+        yield from _label_problems("spec.podLabels", self.pod_labels)
+        yield from _label_problems("spec.backup.podLabels", self.backup_pod_labels)
+        for key in self.pod_annotations:
+            if why := _qualified_name_problem(key.lower()):
+                yield f"spec.podAnnotations: {key[:80]!r} is not a valid annotation key: {why}"
+        size = sum(len(k) + len(v) for k, v in self.pod_annotations.items())
+        if size > POD_ANNOTATIONS_MAX:
+            yield (f"spec.podAnnotations are {size} characters in all (keys and values), more than the "
+                   f"{POD_ANNOTATIONS_MAX} allowed")
+        yield from self._resource_problems()
+        names = [e.get("name") for e in self.extra_env]
+        if len(names) > ENV_MAX:
+            yield f"spec.env has {len(names)} entries; at most {ENV_MAX} are allowed"
+        for name in sorted({n for n in names if n in OPERATOR_ENV}):
+            yield f"spec.env may not set {name}: the operator sets it from {OPERATOR_ENV[name]}"
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            yield f"spec.env sets {name} more than once"
+        for name in sorted({e.get("name") for e in self.extra_env if "value" in e and "valueFrom" in e}):
+            yield f"spec.env {name}: set value or valueFrom, not both"

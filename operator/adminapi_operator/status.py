@@ -35,6 +35,35 @@ def pod_ready(pod: dict[str, Any]) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or ())
 
 
+# Waiting reasons that are only a step on the way (every other one says what is wrong).
+_ON_THE_WAY = {"ContainerCreating", "PodInitializing"}
+
+
+def pod_trouble(pods: list[dict[str, Any]], template_hash: str) -> str | None:
+    """Why a pod of the template is not ready, as the scheduler and the kubelet say it (None: nothing wrong yet).
+
+    Only names and reasons: a missing Secret reads `secret "x" not found`, never a value.
+    """
+    for pod in pods:
+        if _pod_template(pod) != template_hash or pod_ready(pod) or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        name, status = (pod.get("metadata") or {}).get("name", "?"), pod.get("status") or {}
+        for c in status.get("conditions") or ():
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                return f"pod {name} cannot be scheduled: {(c.get('message') or c.get('reason') or '')[:300]}"
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            state = cs.get("state") or {}
+            waiting, done = state.get("waiting") or {}, state.get("terminated") or {}
+            if waiting.get("reason") and waiting["reason"] not in _ON_THE_WAY:
+                why = f": {waiting['message'][:300]}" if waiting.get("message") else ""
+                return f"pod {name}, container {cs.get('name')}: {waiting['reason']}{why}"
+            if done and done.get("exitCode"):
+                return f"pod {name}, container {cs.get('name')} exited with {done['exitCode']} ({done.get('reason', '')})"
+        if status.get("phase") == "Running" and all(cs.get("started") for cs in status.get("containerStatuses") or [{}]):
+            return f"pod {name} runs but is not ready: its readiness probe (/health/ready) fails"
+    return None
+
+
 @dataclass(frozen=True)
 class Progress:
     """How far a Deployment has got with its current template, and what its pods show."""
@@ -47,6 +76,7 @@ class Progress:
     observed: bool  # the Deployment controller has seen its latest spec
     deadline_exceeded: bool
     pods: int = 0  # API pods of the instance that exist, terminating ones included (listed)
+    trouble: str | None = None  # why a pod of the current template is not ready, when one says so
 
     @classmethod
     def of(cls, deployment: dict[str, Any] | None, pods: list[dict[str, Any]] | None = None,
@@ -74,6 +104,7 @@ class Progress:
             # Until the controller has seen the latest template, a deadline reported is the previous one's.
             deadline_exceeded=observed and progressing.get("reason") == "ProgressDeadlineExceeded",
             pods=len(pods),
+            trouble=pod_trouble(pods, template_hash) if template_hash else None,
         )
 
     @property
@@ -89,7 +120,8 @@ class Progress:
         return self.replicas > 0 and self.observed and self.available >= self.replicas
 
     def describe(self) -> str:
-        return f"{self.ready}/{self.replicas} ready on the current template"
+        counts = f"{self.ready}/{self.replicas} ready on the current template"
+        return f"{counts} ({self.trouble})" if self.trouble and self.ready < self.replicas else counts
 
 
 def _pod_template(pod: dict[str, Any]) -> str | None:
