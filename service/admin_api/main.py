@@ -21,12 +21,14 @@ from admin_api.chat.router import REPLAYED_HEADER
 from admin_api.chat.router import router as chat_router
 from admin_api.core.db import create_pool
 from admin_api.core.deps import MetricsDep
+from admin_api.core.docs import install_docs
 from admin_api.core.errors import install_exception_handlers
 from admin_api.core.metrics import Metrics
 from admin_api.core.middleware import (
     BodyLimitMiddleware,
     CsrfMiddleware,
     ErrorBoundaryMiddleware,
+    HeadAsGetMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -72,8 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         middleware=build_middleware(settings, metrics),
+        docs_url=None,  # FastAPI's pages load from CDNs: core.docs serves them from here
+        redoc_url=None,
     )
     install_exception_handlers(app)
+    if settings.api_docs:
+        install_docs(app)
 
     app.include_router(health_router)
     app.include_router(auth_router)
@@ -114,4 +120,5 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         Middleware(ErrorBoundaryMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         Middleware(CsrfMiddleware, allowed_origins=settings.cors_origins),
+        Middleware(HeadAsGetMiddleware),
     ]

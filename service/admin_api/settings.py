@@ -93,6 +93,7 @@ class Settings(DatabaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
+    api_docs: bool = True  # /docs and /redoc (self-hosted assets); false hides them (the schema stays)
 
     @field_validator("redis_url")
     @classmethod

@@ -89,7 +89,7 @@ async def test_the_llm_context_is_bounded(user_client, seed_conversation, openai
 
 
 async def test_temperature_is_bounded(user_client, openai_server):
-    for bad in (-0.1, 2.01, 1e308, "hot"):
+    for bad in (-0.1, 2.01, 1e308, "hot", True, False, "1"):  # FINDING (fixed): `true` passed as 1.0
         assert (await user_client.post(SEND, json={"message": "hi", "temperature": bad})).status_code == 422
     raw = b'{"message": "hi", "temperature": NaN}'
     response = await user_client.post(SEND, content=raw, headers={"Content-Type": "application/json"})
@@ -98,3 +98,9 @@ async def test_temperature_is_bounded(user_client, openai_server):
     response = await user_client.post(SEND, content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert openai_server.chat_requests == []
+
+
+async def test_temperature_takes_json_numbers_ints_included(user_client, openai_server):
+    for good in (0, 1, 1.5):
+        assert (await user_client.post(SEND, json={"message": "hi", "temperature": good})).status_code == 200
+    assert [r.temperature for r in openai_server.chat_requests] == [0, 1, 1.5]
