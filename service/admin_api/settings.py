@@ -94,6 +94,13 @@ class Settings(DatabaseSettings):
     login_failure_window_seconds: int = Field(default=900, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     api_docs: bool = True  # /docs and /redoc (self-hosted assets); false hides them (the schema stays)
+    # Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's syntax: comma-separated addresses or
+    # networks, or "*"). Empty: none, the client address is the TCP peer's.
+    forwarded_allow_ips: str = ""
+    # At the server (core.server): deadlines for a request's headers and body, and the headers' size.
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
 
     @field_validator("redis_url")
     @classmethod
