@@ -1,6 +1,9 @@
 """chat/send: store the user's message, ask the LLM with the conversation's recent turns, store the answer.
 
 Stored states of a turn (CNVS_MSG."STTS_CD"):
+- in flight: the user message is stored 'failed' (not answered) and becomes 'complete' only in the very
+  transaction that stores its answer; so an answer that could not be stored (PostgreSQL failing after the
+  LLM answered) leaves the turn failed, never context for the next one.
 - answered: user message 'complete', assistant message 'complete'.
 - the LLM failed before answering (down, slow, error status): the user message is kept, marked 'failed'
   (the client shows "not answered, retry"), and no assistant message is stored.
@@ -177,6 +180,7 @@ class ChatService:
                 cnvs_idt_id=cnvs_idt_id,
                 role=repository.ROLE_USER,
                 content=request.message,
+                status=repository.STATUS_FAILED,  # until its answer is stored (record_answer)
             )
         prompt = [{"role": role, "content": content} for role, content in history]
         prompt.append({"role": "user", "content": request.message})
@@ -230,6 +234,7 @@ class ChatService:
                 role=repository.ROLE_ASSISTANT,
                 content=answer,
             )
+            await repository.mark_message_complete(conn, msg_idt_id=turn.user_message_id)
             await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
         return ChatSendResponse(
             cnvs_idt_id=turn.cnvs_idt_id,
