@@ -101,6 +101,10 @@ class Settings(DatabaseSettings):
     header_timeout_seconds: float = Field(default=10, gt=0)
     body_timeout_seconds: float = Field(default=30, gt=0)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # chat/send per user (chat.limits): sends per window, and sends in progress at once.
+    chat_rate_limit: int = Field(default=30, ge=1)
+    chat_rate_window_seconds: int = Field(default=60, ge=1)
+    chat_max_concurrent: int = Field(default=3, ge=1)
 
     @field_validator("redis_url")
     @classmethod

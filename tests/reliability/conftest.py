@@ -38,7 +38,9 @@ def serve(tmp_path, database_url, redis_url, openai_server):
     @asynccontextmanager
     async def start(**env: str) -> AsyncIterator[ServeProcess]:
         base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": openai_server.url,
-                "LLM_MODEL": "test-model", "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING"}
+                "LLM_MODEL": "test-model", "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING",
+                # Load, not abuse: the per-user chat limits (tested in tests/security) stay out of the way.
+                "CHAT_RATE_LIMIT": "1000000"}
         async with serving_async({**base, **env}, tmp_path) as server:
             yield server
             assert server.process.poll() is None, "admin-api serve died during the test"

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from admin_api import conversations
 from admin_api.chat import llm, repository
 from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
+from admin_api.chat.limits import ChatLimiter
 from admin_api.chat.schemas import ChatSendRequest, ChatSendResponse, TokenUsage
 from admin_api.conversations import ConversationNotFound
 from admin_api.core.errors import is_unavailable
@@ -136,6 +137,7 @@ class ChatService:
         user_id: int,
         observe_llm: LLMLatencyObserver,
         shutting_down: asyncio.Event,
+        limiter: ChatLimiter | None = None,
     ) -> None:
         self._pool = pool
         self._llm = llm_client
@@ -144,20 +146,39 @@ class ChatService:
         self._observe_llm = observe_llm
         self._shutting_down = shutting_down
         self._idempotency = IdempotencyStore(redis, user_id=user_id)
+        self._limiter = limiter
 
     async def send(
         self, request: ChatSendRequest, idempotency_key: str | None
     ) -> ChatSendResponse | AnswerStream | ReplayedAnswer:
         if idempotency_key is None:
-            return await self._run(request, claim=None)
+            return await self._limited(request, claim=None)
         claimed = await self._idempotency.claim(idempotency_key, fingerprint(request.fingerprint_fields()))
-        if isinstance(claimed, Replay):
+        if isinstance(claimed, Replay):  # not a send: not counted by the limits
             return ReplayedAnswer(claimed.result)
         try:
-            return await self._run(request, claimed)
+            return await self._limited(request, claimed)
         except BaseException:
             await _shielded(lambda: self._idempotency.release(claimed))
             raise
+
+    async def _limited(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
+        """`_run` within the user's limits (chat.limits; ChatLimited, 429, before anything is stored or asked):
+        the in-progress slot is held until the answer is stored or failed, for a stream until it closes."""
+        if self._limiter is None:
+            return await self._run(request, claim)
+        limiter = self._limiter
+        slot = await limiter.acquire()
+        try:
+            outcome = await self._run(request, claim)
+        except BaseException:
+            await _shielded(lambda: limiter.release(slot))
+            raise
+        if isinstance(outcome, AnswerStream):
+            outcome.on_closed = lambda: limiter.release(slot)
+        else:
+            await _shielded(lambda: limiter.release(slot))
+        return outcome
 
     async def _run(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
         turn = await self._start_turn(request)
@@ -289,6 +310,7 @@ class AnswerStream:
         self._pieces: list[str] = []
         self._settled = False  # the outcome (answer or failure) was stored: abort() has nothing to do
         self._events: AsyncIterator[ChatEvent] | None = None
+        self.on_closed: Callable[[], Awaitable[None]] | None = None  # run last by abort() (frees the send's slot)
 
     def events(self) -> AsyncIterator[ChatEvent]:
         self._events = self._generate()
@@ -353,3 +375,5 @@ class AnswerStream:
             self._settled = True
             log.info("chat stream ended early", extra={"cnvs_idt_id": self.turn.cnvs_idt_id})
             await _shielded(lambda: self._settle_failure("cancelled"))
+        if self.on_closed is not None:
+            await _shielded(self.on_closed)
