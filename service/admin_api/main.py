@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             resources.shutting_down.set()
             await llm.close()
+            resources.password_checks.close()
             await redis.aclose()
             try:
                 await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
