@@ -147,6 +147,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from admin_api.core.logging import configure_logging
+    from admin_api.core.server import guarded_h11
     from admin_api.main import begin_shutdown, create_app
 
     settings = Settings()
@@ -167,7 +168,12 @@ def serve_command(args: argparse.Namespace) -> int:
         log_config=None,  # our JSON logging, configured above
         access_log=False,  # RequestContextMiddleware logs each request, with its id
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        proxy_headers=True,  # client address from X-Forwarded-For, for FORWARDED_ALLOW_IPS proxies only
+        # X-Forwarded-For only from the proxies in FORWARDED_ALLOW_IPS; none by default (uvicorn's own
+        # default trusts loopback, which lets a same-host client choose its address).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        http=guarded_h11(header_timeout=settings.header_timeout_seconds, body_timeout=settings.body_timeout_seconds),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     Server(config).run()
     return 0

@@ -22,12 +22,14 @@ from admin_api.chat.router import REPLAYED_HEADER
 from admin_api.chat.router import router as chat_router
 from admin_api.core.db import create_pool
 from admin_api.core.deps import MetricsDep
+from admin_api.core.docs import install_docs
 from admin_api.core.errors import install_exception_handlers
 from admin_api.core.metrics import Metrics
 from admin_api.core.middleware import (
     BodyLimitMiddleware,
     CsrfMiddleware,
     ErrorBoundaryMiddleware,
+    HeadAsGetMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if documents is not None:
                 await documents.close()
             await llm.close()
+            resources.password_checks.close()
             await redis.aclose()
             try:
                 await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
@@ -81,9 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         middleware=build_middleware(settings, metrics),
+        docs_url=None,  # FastAPI's pages load from CDNs: core.docs serves them from here
+        redoc_url=None,
     )
     install_exception_handlers(app)
     app.add_exception_handler(DocumentsError, _documents_error)
+    if settings.api_docs:
+        install_docs(app)
 
     app.include_router(health_router)
     app.include_router(auth_router)
@@ -135,4 +142,5 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
             limits_by_path={DOCUMENTS_PATH: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
         ),
         Middleware(CsrfMiddleware, allowed_origins=settings.cors_origins, multipart_paths=[DOCUMENTS_PATH]),
+        Middleware(HeadAsGetMiddleware),
     ]

@@ -117,7 +117,29 @@ class Settings(DatabaseSettings):
     llm_connect_timeout_seconds: float = Field(default=5, gt=0)
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Against spraying (auth.service): failures per address across accounts, then 429; failures per account
+    # across addresses, then a back-off doubling up to LOGIN_BACKOFF_MAX_SECONDS (addresses the account
+    # logged in from before are exempt, so the owner is not locked out by someone else's guesses).
+    login_address_max_failures: int = Field(default=30, ge=1)
+    login_account_max_failures: int = Field(default=10, ge=1)
+    login_backoff_max_seconds: int = Field(default=60, ge=1)
+    # Password hashes at once, queued at most, and the longest wait in the queue (then 503, Retry-After).
+    login_hash_concurrency: int = Field(default=1, ge=1)
+    login_hash_queue: int = Field(default=8, ge=0)
+    login_hash_wait_seconds: float = Field(default=5, gt=0)
     db_pool_max_size: int = Field(default=10, ge=1)
+    api_docs: bool = True  # /docs and /redoc (self-hosted assets); false hides them (the schema stays)
+    # Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's syntax: comma-separated addresses or
+    # networks, or "*"). Empty: none, the client address is the TCP peer's.
+    forwarded_allow_ips: str = ""
+    # At the server (core.server): deadlines for a request's headers and body, and the headers' size.
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # chat/send per user (chat.limits): sends per window, and sends in progress at once.
+    chat_rate_limit: int = Field(default=30, ge=1)
+    chat_rate_window_seconds: int = Field(default=60, ge=1)
+    chat_max_concurrent: int = Field(default=3, ge=1)
 
     @property
     def documents_enabled(self) -> bool:

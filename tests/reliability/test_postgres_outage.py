@@ -135,3 +135,59 @@ async def _assert_nothing_lost(dsn: str, outcomes: list[Outcome], conversations:
         assert roles[0] == "user"
         doubled = [i for i in range(1, len(roles)) if roles[i] == roles[i - 1] == "assistant"]
         assert doubled == [], f"an answer stored twice in {conversation}: {roles}"
+
+
+async def _statuses(dsn: str, cnvs_idt_id: str) -> list[tuple[str, str]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            'SELECT "ROLE_CD", "STTS_CD" FROM "CNVS_MSG" WHERE "CNVS_IDT_ID" = $1 ORDER BY "MSG_ID"', cnvs_idt_id
+        )
+    finally:
+        await conn.close()
+    return [(row["ROLE_CD"], row["STTS_CD"]) for row in rows]
+
+
+async def test_an_answer_that_cannot_be_stored_leaves_the_turn_failed(
+    private_database, serve, password_hash, openai_server
+):
+    """FINDING (fixed): PostgreSQL failing after the LLM answered left the user message 'complete' without its
+    answer, and it was sent as context with the next turn. JSON and streamed answers alike."""
+    server, database_url = await private_database()
+    [username] = await create_users(database_url, 1, password_hash)
+    recorder = Recorder(allowed_errors=frozenset({503}))
+
+    async with serve(DATABASE_URL=database_url) as app, logged_in_clients(app.base_url, [username]) as [http]:
+        first = await recorder.request(http, "send", SEND, {"cnvs_idt_id": "", "message": "opening question"})
+        assert first.ok, recorder.problems()
+        conversation = first.body["cnvs_idt_id"]
+
+        for stream, lost_question in ((False, "lost json question"), (True, "lost streamed question")):
+            # The LLM holds its answer (a streamed one after its first piece) while PostgreSQL goes away.
+            openai_server.queue(answer="an answer that will not be stored", **({"hold_after": 1} if stream else {"hold": True}))
+            body = {"cnvs_idt_id": conversation, "message": lost_question, "stream": stream}
+            sending = asyncio.create_task(recorder.request(http, "stream" if stream else "send", SEND, body))
+            asked = len(openai_server.chat_requests) + 1
+            await wait_for(lambda: len(openai_server.chat_requests) >= asked, "the LLM asked")
+            await asyncio.to_thread(server.stop)
+            openai_server.release()
+            outcome = await sending
+            assert outcome.problem is None and not outcome.ok, (outcome.status, outcome.body)
+            if stream:
+                assert outcome.stream_error["status"] == 503
+            else:
+                assert outcome.status == 503
+            await asyncio.to_thread(server.start)
+            await wait_for(lambda: _is_200(app.base_url), "readiness 200")
+            openai_server.reset()
+
+        after = await recorder.request(http, "send", SEND, {"cnvs_idt_id": conversation, "message": "next question"})
+        assert after.ok, recorder.problems()
+
+    prompt = [m["content"] for m in openai_server.chat_requests[-1].messages]
+    assert prompt == ["opening question", "Hello from the test LLM.", "next question"], prompt
+    assert await _statuses(server.dsn("admin_db"), conversation) == [
+        ("user", "complete"), ("assistant", "complete"),
+        ("user", "failed"), ("user", "failed"),
+        ("user", "complete"), ("assistant", "complete"),
+    ]

@@ -154,3 +154,58 @@ async def test_a_deactivated_users_session_data_is_not_escalated_by_the_cookie(c
     assert me["is_admin"] is False
     user_client.cookies.set("is_admin", "true", domain="testserver.local")
     assert (await user_client.get("/api/v1/auth/me", headers={"X-Is-Admin": "true"})).json()["is_admin"] is False
+
+
+async def _guess(app, username: str, address: str, password: str = "wrong-guess"):
+    async with client_for(app, client_ip=address) as http:
+        return await http.post("/api/v1/auth/login", json={"username": username, "password": password})
+
+
+@pytest.fixture
+async def throttled_app(make_settings):
+    """An app with small throttle limits, so the tests stay short."""
+    from admin_api.main import create_app
+
+    application = create_app(make_settings(login_address_max_failures=5, login_account_max_failures=3,
+                                           login_backoff_max_seconds=60))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_spraying_one_password_across_accounts_is_limited_per_address(throttled_app, make_user):
+    """FINDING (fixed): the throttle was per (user, address), so one address tried one password on every account."""
+    statuses = [(await _guess(throttled_app, f"sprayed-{i}", "203.0.113.50")).status_code for i in range(8)]
+    assert statuses == [401] * 5 + [429] * 3
+    user = await make_user()
+    refused = await _guess(throttled_app, user.username, "203.0.113.50", user.password)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert (await _guess(throttled_app, user.username, "198.51.100.1", user.password)).status_code == 200
+
+
+async def test_guesses_from_many_addresses_back_off_the_account_without_locking_it(throttled_app, make_user):
+    """Per account, across addresses: past the limit one guess per back-off period (doubling), not a lock;
+    and an address the owner logged in from before is not held back by someone else's guesses."""
+    user = await make_user()
+    assert (await _guess(throttled_app, user.username, "192.0.2.10", user.password)).status_code == 200
+    statuses = [(await _guess(throttled_app, user.username, f"198.51.100.{i}")).status_code for i in range(3)]
+    assert statuses == [401] * 3
+    # Past the limit, guesses from new addresses: one per back-off period is let through (1 s, 2 s, 4 s, ...),
+    # the others are 429. (How many get through depends on the machine's speed, not on the assertions.)
+    later = [await _guess(throttled_app, user.username, f"198.51.100.{20 + i}") for i in range(6)]
+    assert later[0].status_code == 401
+    backed_off = [r for r in later if r.status_code == 429]
+    assert backed_off and {r.status_code for r in later} <= {401, 429}
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in backed_off)
+    # The owner, from where they logged in before, is not locked out by the guesses.
+    assert (await _guess(throttled_app, user.username, "192.0.2.10", user.password)).status_code == 200
+
+
+async def test_the_account_back_off_ends(throttled_app, make_user):
+    user = await make_user()
+    for i in range(4):
+        await _guess(throttled_app, user.username, f"198.51.100.{30 + i}")
+    backed_off = await _guess(throttled_app, user.username, "198.51.100.40")
+    assert backed_off.status_code == 429
+    await asyncio.sleep(int(backed_off.headers["Retry-After"]) + 1)
+    # Not a hard lock: after the back-off the right password works from anywhere.
+    assert (await _guess(throttled_app, user.username, "198.51.100.41", user.password)).status_code == 200

@@ -3,10 +3,14 @@ password length (argon2 cost), login attempts, LLM context size."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from admin_api.chat.service import CONTEXT_MESSAGES
 from tests.security.helpers import HISTORY_LIST, SEND
+from tests.service.chat.conftest import chat_client  # noqa: F401  (fixture)
+from tests.service.conftest import client_for
 
 
 async def test_oversized_bodies_are_413_before_auth_or_parsing(client, user_client, settings):
@@ -89,7 +93,7 @@ async def test_the_llm_context_is_bounded(user_client, seed_conversation, openai
 
 
 async def test_temperature_is_bounded(user_client, openai_server):
-    for bad in (-0.1, 2.01, 1e308, "hot"):
+    for bad in (-0.1, 2.01, 1e308, "hot", True, False, "1"):  # FINDING (fixed): `true` passed as 1.0
         assert (await user_client.post(SEND, json={"message": "hi", "temperature": bad})).status_code == 422
     raw = b'{"message": "hi", "temperature": NaN}'
     response = await user_client.post(SEND, content=raw, headers={"Content-Type": "application/json"})
@@ -98,3 +102,56 @@ async def test_temperature_is_bounded(user_client, openai_server):
     response = await user_client.post(SEND, content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert openai_server.chat_requests == []
+
+
+async def test_temperature_takes_json_numbers_ints_included(user_client, openai_server):
+    for good in (0, 1, 1.5):
+        assert (await user_client.post(SEND, json={"message": "hi", "temperature": good})).status_code == 200
+    assert [r.temperature for r in openai_server.chat_requests] == [0, 1, 1.5]
+
+
+async def test_chat_sends_are_rate_limited_per_user_before_the_llm(chat_client, openai_server):
+    """FINDING (fixed): 100 sends in 5 s were 100 LLM calls, no 429."""
+    async with chat_client(chat_rate_limit=3, chat_rate_window_seconds=3600) as http:
+        statuses = [(await http.post(SEND, json={"message": f"m{i}"})).status_code for i in range(3)]
+        refused = await http.post(SEND, json={"message": "one too many", "stream": True})
+        metrics = (await http.get("/metrics")).text
+    assert statuses == [200] * 3
+    assert refused.status_code == 429 and refused.json()["detail"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    assert len(openai_server.chat_requests) == 3  # the refused send never reached the LLM
+    assert 'chat_send_limited_total{reason="rate"} 1.0' in metrics
+
+
+async def test_the_rate_is_per_user_and_replays_do_not_count(chat_client, openai_server):
+    async with chat_client(chat_rate_limit=2, chat_rate_window_seconds=3600) as http:
+        key = {"Idempotency-Key": "replayed-send-1"}
+        first = await http.post(SEND, json={"message": "once"}, headers=key)
+        replays = [await http.post(SEND, json={"message": "once"}, headers=key) for _ in range(5)]
+        second = await http.post(SEND, json={"message": "twice"})
+    assert first.status_code == second.status_code == 200
+    assert [(r.status_code, r.headers.get("Idempotent-Replayed")) for r in replays] == [(200, "true")] * 5
+    assert len(openai_server.chat_requests) == 2
+
+
+async def test_concurrent_sends_per_user_are_bounded(chat_client, openai_server, make_user, login):
+    openai_server.script(hold=True)
+    async with chat_client(chat_max_concurrent=1) as http:
+        waiting = asyncio.create_task(http.post(SEND, json={"message": "first"}))
+        await openai_server.wait_for_requests(1, timeout=30)
+        busy = await http.post(SEND, json={"message": "second", "stream": True})
+        async with client_for(http.app) as other:  # another user is not held back
+            someone = await make_user()
+            await login(other, someone.username, someone.password)
+            other_send = asyncio.create_task(other.post(SEND, json={"message": "other user"}))
+            await openai_server.wait_for_requests(2, timeout=30)
+            openai_server.release()
+            assert (await other_send).status_code == 200
+        assert (await waiting).status_code == 200
+        # The slot is free again once the answer is stored; a stream holds it until it closes.
+        assert (await http.post(SEND, json={"message": "second", "stream": True})).status_code == 200
+        assert (await http.post(SEND, json={"message": "third"})).status_code == 200
+        metrics = (await http.get("/metrics")).text
+    assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
+    assert 'chat_send_limited_total{reason="concurrency"} 1.0' in metrics
+    assert len(openai_server.chat_requests) == 4

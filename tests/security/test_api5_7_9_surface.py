@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.security.helpers import SEND
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-FRAMEWORK_ROUTES = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+FRAMEWORK_ROUTES = {"/docs", "/docs/oauth2-redirect", "/docs/assets/{name}", "/redoc", "/openapi.json"}
 
 
 def _readme_endpoints() -> set[tuple[str, str]]:

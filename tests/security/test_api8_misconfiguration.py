@@ -3,10 +3,12 @@ CORS only for configured origins, no stack traces or framework internals, TRACE/
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.security.helpers import HISTORY_LIST, SEND
-from tests.service.conftest import ALLOWED_ORIGIN
+from tests.service.conftest import ALLOWED_ORIGIN, client_for
 
 HEADERS = {
     "x-content-type-options": "nosniff",
@@ -120,3 +122,44 @@ async def test_session_cookie_flags(client, make_user):
     for flag in ("httponly", "secure", "samesite=lax", "path=/"):
         assert flag in cookie, cookie
     assert "domain=" not in cookie  # host-only: not shared with sibling subdomains
+
+
+async def test_docs_load_nothing_from_outside_the_service(client):
+    """FINDING (fixed): /docs and /redoc loaded Swagger UI, ReDoc and fonts from public CDNs (broken on a closed
+    network, and a third party learns who reads our docs)."""
+    for page in ("/docs", "/redoc"):
+        response = await client.get(page)
+        assert response.status_code == 200
+        references = re.findall(r"""(?:src|href|url)\s*[=:(]\s*['"]([^'"]+)['"]""", response.text)
+        assert references, page
+        for reference in references:
+            assert reference.startswith("/") and not reference.startswith("//"), (page, reference)
+            if reference != "/openapi.json":
+                asset = await client.get(reference)
+                assert asset.status_code == 200 and asset.content, (page, reference)
+        assert not re.search(r"https?://(?!127\.0\.0\.1)", response.text.replace("http://www.w3.org/", "")), page
+
+
+async def test_docs_can_be_turned_off(make_settings):
+    from admin_api.main import create_app
+
+    app = create_app(make_settings(api_docs=False))
+    async with client_for(app) as http:
+        for page in ("/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js"):
+            assert (await http.get(page)).status_code == 404, page
+
+
+async def test_head_is_answered_wherever_get_is(client, user_client):
+    """FINDING (fixed): HEAD on GET routes was 405."""
+    for http, path in ((client, "/health/live"), (client, "/health"), (client, "/"), (client, "/openapi.json"),
+                       (client, "/metrics"), (user_client, "/api/v1/auth/me"), (client, "/web/app.js")):
+        get = await http.get(path)
+        head = await http.head(path)
+        assert (head.status_code, get.status_code) == (200, 200), path
+        assert head.content == b"", path
+        for name in ("content-type", "content-security-policy", "x-frame-options", "cache-control"):
+            assert head.headers.get(name) == get.headers.get(name), (path, name)
+        if path != "/metrics":  # the metrics page changes with every request
+            assert head.headers["content-length"] == get.headers["content-length"], path
+    assert (await client.head("/api/v1/auth/me")).status_code == 401  # the same rules as GET
+    assert (await client.head(HISTORY_LIST)).status_code == 405  # POST-only stays POST-only

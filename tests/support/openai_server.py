@@ -261,7 +261,7 @@ class OpenAIServer:
             body=body,
         )
         self.requests.append(record)
-        await self._answer_unless_client_leaves(handler(record, send), record, receive)
+        await self._answer_unless_client_leaves(handler(record, _marking_completed(send, record)), record, receive)
 
     async def _answer_unless_client_leaves(
         self, answering: Awaitable[None], record: RecordedRequest, receive: Callable
@@ -273,9 +273,9 @@ class OpenAIServer:
         if answer_task in done:
             watch_task.cancel()
             answer_task.result()  # re-raises _DropConnection so uvicorn cuts the socket
-            record.completed = True
             return
-        record.disconnected = True
+        if not record.completed:  # the last byte went out before the client left: that answer was whole
+            record.disconnected = True
         answer_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await answer_task
@@ -451,6 +451,18 @@ async def _read_body(receive: Callable) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+def _marking_completed(send: Callable, record: RecordedRequest) -> Callable:
+    """`send` that records the answer complete *before* its last byte goes out: once the client holds the
+    whole answer, a test may read the record at once (marking it after the send raced with the client)."""
+
+    async def send_and_mark(message: dict) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            record.completed = True
+        await send(message)
+
+    return send_and_mark
 
 
 async def _wait_for_disconnect(receive: Callable) -> None:

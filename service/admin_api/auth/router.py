@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from admin_api.auth.dependencies import SESSION_COOKIE, AuthenticatedUser
 from admin_api.auth.schemas import LoginRequest, UserOut
 from admin_api.auth.service import AuthService, InvalidCredentials, TooManyFailures
+from admin_api.core.bounded import Saturated
 from admin_api.core.deps import ResourcesDep
 from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS, ErrorDetail
 from admin_api.settings import Settings
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 async def get_auth_service(resources: ResourcesDep) -> AuthService:
-    return AuthService(resources.pool, resources.redis, resources.settings)
+    return AuthService(resources.pool, resources.redis, resources.settings, resources.password_checks)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
@@ -30,6 +31,7 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
         **JSON_WRITE_ERRORS,
         401: {"model": ErrorDetail, "description": "Invalid username or password."},
         429: {"model": ErrorDetail, "description": "Too many failed logins; see Retry-After."},
+        503: {"model": ErrorDetail, "description": "Too many logins at once; see Retry-After."},
     },
 )
 async def login(body: LoginRequest, request: Request, response: Response, service: AuthServiceDep) -> UserOut:
@@ -47,6 +49,12 @@ async def login(body: LoginRequest, request: Request, response: Response, servic
             status.HTTP_429_TOO_MANY_REQUESTS,
             "Too many failed logins; try again later.",
             headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    except Saturated as saturated:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "Too many logins at once; try again shortly.",
+            headers={"Retry-After": str(saturated.retry_after)},
         ) from None
     _set_session_cookie(response, result.session_id, service.settings)
     return UserOut(id=result.user.id, username=result.user.username, is_admin=result.user.is_admin)

@@ -73,5 +73,9 @@ async def mark_message_failed(conn: asyncpg.Connection, *, msg_idt_id: str) -> N
     await conn.execute('UPDATE "CNVS_MSG" SET "STTS_CD" = \'failed\' WHERE "MSG_IDT_ID" = $1', msg_idt_id)
 
 
+async def mark_message_complete(conn: asyncpg.Connection, *, msg_idt_id: str) -> None:
+    await conn.execute('UPDATE "CNVS_MSG" SET "STTS_CD" = \'complete\' WHERE "MSG_IDT_ID" = $1', msg_idt_id)
+
+
 async def touch_conversation(conn: asyncpg.Connection, *, cnvs_idt_id: str) -> None:
     await conn.execute('UPDATE "USR_CNVS_SMRY" SET "UPD_DT" = now() WHERE "CNVS_IDT_ID" = $1', cnvs_idt_id)

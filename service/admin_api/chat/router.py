@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from admin_api.auth.dependencies import AuthenticatedUser
 from admin_api.chat.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
+from admin_api.chat.limits import ChatLimited, ChatLimiter
 from admin_api.chat.llm import LLMCancelled
 from admin_api.chat.schemas import ChatErrorResponse, ChatSendRequest, ChatSendResponse
 from admin_api.chat.service import (
@@ -26,7 +27,7 @@ from admin_api.chat.service import (
     replay_events,
 )
 from admin_api.core.deps import ResourcesDep
-from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS
+from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS, ErrorDetail
 from admin_api.core.middleware import TrackedSend
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"], responses={**JSON_WRITE_ERRORS, **SESSION_ERRORS})
@@ -59,6 +60,13 @@ async def get_chat_service(user: AuthenticatedUser, resources: ResourcesDep) -> 
         observe_llm=lambda outcome, seconds: latency.labels(outcome=outcome).observe(seconds),
         shutting_down=resources.shutting_down,
         retriever=resources.documents.retriever() if resources.documents is not None else None,
+        limiter=ChatLimiter(
+            resources.redis,
+            user_id=user.id,
+            rate=resources.settings.chat_rate_limit,
+            window_seconds=resources.settings.chat_rate_window_seconds,
+            concurrency=resources.settings.chat_max_concurrent,
+        ),
     )
 
 
@@ -72,6 +80,7 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
         200: {"content": {"text/event-stream": {}}, "description": "The answer (JSON, or events when stream)."},
         404: {"description": "Unknown conversation, or a document that is not the caller's."},
         409: {"description": "A request with this Idempotency-Key is still running."},
+        429: {"model": ErrorDetail, "description": "Too many sends (CHAT_RATE_LIMIT, CHAT_MAX_CONCURRENT); see Retry-After."},
         **_LLM_FAILURE_RESPONSES,
     },
 )
@@ -98,6 +107,13 @@ async def send_message(
                     "type": "idempotency_key_reused",
                 }
             ]
+        ) from None
+    except ChatLimited as limited:
+        resources.metrics.chat_limited.labels(reason=limited.reason).inc()
+        detail = "Too many messages at once; wait for an answer." if limited.reason == "concurrency" else (
+            "Too many messages; try again later.")
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, detail, headers={"Retry-After": str(limited.retry_after)}
         ) from None
     except TurnFailed as failure:
         return _llm_failure_response(failure)

@@ -21,7 +21,8 @@ class ChatSendRequest(BaseModel):
     # The upper bound is MAX_MESSAGE_CHARS (configurable), checked in the router against the settings.
     message: StoredText = Field(min_length=1, description="The user's message.")
     stream: StrictBool = Field(default=False, description="Answer as text/event-stream.")
-    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature, 0..2.")
+    # strict: `true` is not a number (JSON numbers, ints included, are).
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True, description="Sampling temperature, 0..2.")
     use_documents: StrictBool = Field(default=False, description="Answer from all of the caller's ready documents.")
     document_ids: list[DocumentId] | None = Field(
         default=None,

@@ -1,6 +1,9 @@
 """chat/send: store the user's message, ask the LLM with the conversation's recent turns, store the answer.
 
 Stored states of a turn (CNVS_MSG."STTS_CD"):
+- in flight: the user message is stored 'failed' (not answered) and becomes 'complete' only in the very
+  transaction that stores its answer; so an answer that could not be stored (PostgreSQL failing after the
+  LLM answered) leaves the turn failed, never context for the next one.
 - answered: user message 'complete', assistant message 'complete'.
 - the LLM failed before answering (down, slow, error status): the user message is kept, marked 'failed'
   (the client shows "not answered, retry"), and no assistant message is stored.
@@ -29,6 +32,7 @@ from redis.asyncio import Redis
 from admin_api import conversations
 from admin_api.chat import llm, repository
 from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
+from admin_api.chat.limits import ChatLimiter
 from admin_api.chat.schemas import ChatSendRequest, ChatSendResponse, TokenUsage
 from admin_api.conversations import ConversationNotFound
 from admin_api.core.errors import is_unavailable
@@ -137,6 +141,7 @@ class ChatService:
         observe_llm: LLMLatencyObserver,
         shutting_down: asyncio.Event,
         retriever: Retriever | None = None,
+        limiter: ChatLimiter | None = None,
     ) -> None:
         self._pool = pool
         self._retriever = retriever
@@ -146,20 +151,39 @@ class ChatService:
         self._observe_llm = observe_llm
         self._shutting_down = shutting_down
         self._idempotency = IdempotencyStore(redis, user_id=user_id)
+        self._limiter = limiter
 
     async def send(
         self, request: ChatSendRequest, idempotency_key: str | None
     ) -> ChatSendResponse | AnswerStream | ReplayedAnswer:
         if idempotency_key is None:
-            return await self._run(request, claim=None)
+            return await self._limited(request, claim=None)
         claimed = await self._idempotency.claim(idempotency_key, fingerprint(request.fingerprint_fields()))
-        if isinstance(claimed, Replay):
+        if isinstance(claimed, Replay):  # not a send: not counted by the limits
             return ReplayedAnswer(claimed.result)
         try:
-            return await self._run(request, claimed)
+            return await self._limited(request, claimed)
         except BaseException:
             await _shielded(lambda: self._idempotency.release(claimed))
             raise
+
+    async def _limited(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
+        """`_run` within the user's limits (chat.limits; ChatLimited, 429, before anything is stored or asked):
+        the in-progress slot is held until the answer is stored or failed, for a stream until it closes."""
+        if self._limiter is None:
+            return await self._run(request, claim)
+        limiter = self._limiter
+        slot = await limiter.acquire()
+        try:
+            outcome = await self._run(request, claim)
+        except BaseException:
+            await _shielded(lambda: limiter.release(slot))
+            raise
+        if isinstance(outcome, AnswerStream):
+            outcome.on_closed = lambda: limiter.release(slot)
+        else:
+            await _shielded(lambda: limiter.release(slot))
+        return outcome
 
     async def _run(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
         sources = await self._retrieve(request)  # before anything is stored: another's document is a 404
@@ -191,6 +215,7 @@ class ChatService:
                 cnvs_idt_id=cnvs_idt_id,
                 role=repository.ROLE_USER,
                 content=request.message,
+                status=repository.STATUS_FAILED,  # until its answer is stored (record_answer)
             )
         prompt = [{"role": role, "content": content} for role, content in history]
         if sources is not None:
@@ -247,6 +272,7 @@ class ChatService:
                 content=answer,
                 sources=[source.model_dump() for source in turn.sources] if turn.sources is not None else None,
             )
+            await repository.mark_message_complete(conn, msg_idt_id=turn.user_message_id)
             await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
         return ChatSendResponse(
             cnvs_idt_id=turn.cnvs_idt_id,
@@ -302,6 +328,7 @@ class AnswerStream:
         self._pieces: list[str] = []
         self._settled = False  # the outcome (answer or failure) was stored: abort() has nothing to do
         self._events: AsyncIterator[ChatEvent] | None = None
+        self.on_closed: Callable[[], Awaitable[None]] | None = None  # run last by abort() (frees the send's slot)
 
     def events(self) -> AsyncIterator[ChatEvent]:
         self._events = self._generate()
@@ -368,3 +395,5 @@ class AnswerStream:
             self._settled = True
             log.info("chat stream ended early", extra={"cnvs_idt_id": self.turn.cnvs_idt_id})
             await _shielded(lambda: self._settle_failure("cancelled"))
+        if self.on_closed is not None:
+            await _shielded(self.on_closed)

@@ -44,6 +44,12 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.chat_limited = Counter(
+            "chat_send_limited_total",
+            "chat/send requests refused with 429 by the per-user limits, by reason (rate, concurrency).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.llm_latency = Histogram(
             "llm_request_duration_seconds",
             "Time an LLM chat completion took, by outcome.",

@@ -7,6 +7,7 @@ The stack, outermost first (see main.build_middleware):
     ErrorBoundaryMiddleware    anything unhandled becomes a JSON 503/500, never a trace
     BodyLimitMiddleware        413 for bodies over MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES), declared or streamed
     CsrfMiddleware             cross-site writes 403, non-JSON write bodies 415 (but multipart to the upload route)
+    HeadAsGetMiddleware        HEAD answered as GET without the body
 """
 
 from __future__ import annotations
@@ -274,3 +275,29 @@ def _is_json(content_type: str | None) -> bool:
 
 async def _json_error(status: int, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
     await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+
+
+class HeadAsGetMiddleware:
+    """HEAD wherever GET exists (RFC 9110 asks for it; FastAPI routes only list GET): the GET route runs and
+    its headers are sent, its body is not."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        as_get = {**scope, "method": "GET"}
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, send_headers_only)
+        finally:
+            if "route" in as_get:  # for the request log and metrics, which read the outer scope
+                scope["route"] = as_get["route"]

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from admin_api.core.bounded import BoundedWork
 from admin_api.core.metrics import Metrics
 from admin_api.settings import Settings
 
@@ -24,3 +25,13 @@ class Resources:
     # Set when the server begins to shut down (`admin-api serve`: on SIGTERM, before uvicorn's graceful wait;
     # otherwise when the lifespan ends): readiness turns 503, open streams and waits on the LLM end.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    # Password hashing (auth.service): bounded, so a login flood is refused fast instead of starving the rest.
+    password_checks: BoundedWork = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.password_checks = BoundedWork(
+            name="password-check",
+            limit=self.settings.login_hash_concurrency,
+            max_waiting=self.settings.login_hash_queue,
+            wait_seconds=self.settings.login_hash_wait_seconds,
+        )

@@ -23,3 +23,15 @@ StoredText = Annotated[str, AfterValidator(_no_nul)]
 def storable(text: str) -> str:
     """`text` without NUL characters (an upstream's output is data, not ours to fail on)."""
     return text.replace(NUL, "") if NUL in text else text
+
+
+def is_storable(text: str) -> bool:
+    """True when PostgreSQL can take `text`: no NUL, and valid UTF-8 (no lone surrogate), for values decoded
+    by our own code (a cursor's JSON) rather than by the request's schema."""
+    if NUL in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import openai
@@ -86,3 +87,31 @@ async def test_a_stream_can_be_held_midway_until_released(openai_server):
 
     assert '"content": "b "' in received and received.rstrip().endswith("data: [DONE]")
     await openai_server.wait_until(lambda: openai_server.chat_requests[0].completed)
+
+
+async def test_a_request_is_recorded_complete_before_its_last_byte_leaves():
+    """FINDING (fixed): `completed` was set after the last byte was sent, so a test reading it as soon as its
+    client had the answer raced the server thread (and failed under CPU load). Driven over ASGI directly, so
+    the moment of the last byte is exact."""
+    from tests.support.openai_server import OpenAIServer
+
+    server = OpenAIServer()
+    seen_at_last_byte = []
+
+    bodies = []
+
+    async def receive():
+        if bodies:
+            return bodies.pop()
+        await asyncio.Event().wait()  # the client stays: no http.disconnect
+
+    async def send(message):
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            seen_at_last_byte.append(server.requests[-1].completed)
+
+    for stream in (False, True):
+        bodies.append({"type": "http.request", "body": json.dumps({"stream": stream}).encode(), "more_body": False})
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+        await server(scope, receive, send)
+    assert seen_at_last_byte == [True, True]
+    assert not any(r.disconnected for r in server.requests)

@@ -33,6 +33,11 @@ async def measure(name: str, send, direct) -> None:
     )
 
 
+@pytest.fixture
+def settings(make_settings):
+    return make_settings(chat_rate_limit=1_000_000)  # hundreds of sends by one user: a measurement, not abuse
+
+
 @pytest.mark.bench
 async def test_send_overhead_over_a_direct_llm_call(app, user_client, openai_server):
     llm = app.state.resources.llm

@@ -58,10 +58,17 @@ async def test_user_message_is_committed_before_the_llm_is_asked(user_client, op
             'WHERE c."USR_ID" = $1',
             user_client.user.id,
         )
-        assert [tuple(row) for row in stored] == [("are you stored?", "complete")]
+        # Stored, but not answered yet: it becomes 'complete' (context for later turns) with its answer only.
+        assert [tuple(row) for row in stored] == [("are you stored?", "failed")]
     finally:
         openai_server.release()
     assert (await sending).status_code == 200
+    statuses = await db.fetch(
+        'SELECT m."ROLE_CD", m."STTS_CD" FROM "CNVS_MSG" m JOIN "USR_CNVS_SMRY" c USING ("CNVS_IDT_ID") '
+        'WHERE c."USR_ID" = $1 ORDER BY m."MSG_ID"',
+        user_client.user.id,
+    )
+    assert [tuple(row) for row in statuses] == [("user", "complete"), ("assistant", "complete")]
 
 
 async def test_a_server_shutdown_ends_open_streams_with_an_error_event(app, user_client, openai_server, db):
