@@ -136,10 +136,10 @@ class Reconciler:
         last_good, attempt = status.get("lastGood"), status.get("rollout")
         if attempt and attempt.get("number"):
             return self._drive(inst, copy.deepcopy(attempt), desired, desired_hash)
-        if attempt:  # a rollout recorded by an operator without attempts: it ends here, the spec starts anew
-            self._write(inst, {"rollout": None, "history": self._history(inst, {
-                **attempt, "id": attempt.get("id", "?"), "templateHash": attempt.get("id", "?")},
-                Result.SUPERSEDED, "replaced by a rollout attempt of the upgraded operator")})
+        if attempt:  # recorded by an operator before attempts existed: it ends here, and the spec starts anew
+            legacy = {**attempt, "templateHash": attempt.get("id", "unknown"), "id": attempt.get("id", "unknown")}
+            self._write(inst, {"rollout": None, "history": self._history(
+                inst, legacy, Result.SUPERSEDED, "superseded by a rollout attempt of the upgraded operator")})
             return True
         if not last_good or last_good["templateHash"] == desired_hash:
             self._converge(inst, desired, desired_hash)

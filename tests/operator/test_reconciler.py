@@ -417,20 +417,23 @@ def test_a_63_character_name_rolls_out():
 # --- the gate checks what serves ------------------------------------------------------------------------
 
 def test_the_gate_checks_every_new_pod_by_its_own_address():
+    """Issue 8: the gate asked the Service, which old pods answer too; now every new pod is asked itself."""
     h = Harness({"rollout": {"timeoutSeconds": 20}})  # health checks on, no URL: the pods themselves
     h.ready()
+    new_pods: list[str] = []
+    h.kube.on_create.append(lambda obj: obj["kind"] == "Pod" and obj["spec"]["containers"][0]["image"] == B
+                            and new_pods.append(f"http://{obj['status']['podIP']}:8001"))
+    asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def health(url: str, paths: tuple[str, ...]) -> str | None:
+        asked.append((url, paths))
+        return "/health/ready answered 503" if url == new_pods[-1] else None  # one bad pod of two
+    h.reconciler.check_health = health
     h.kube.patch_spec(NAME, {"image": B})
-    h.run(lambda s: (s.get("rollout") or {}).get("step") == "Verifying")
-    asked = []
-    h.reconciler.check_health = lambda url, paths: asked.append((url, paths)) or (
-        "/health/ready answered 503" if url.endswith(f".{sorted(ips)[0].rsplit('.', 1)[1]}:8001") else None)
-    ips = []
-    h.run(lambda s: len([p for p in h.api_pods() if p["spec"]["containers"][0]["image"] == B
-                         and p["status"]["conditions"][0]["status"] == "True"]) == 2 and not ips.extend(
-        p["status"]["podIP"] for p in h.api_pods() if p["spec"]["containers"][0]["image"] == B))
     status = h.run(h.at_rest)
-    assert status["phase"] == "RolledBack" and "health check failed: pod" in status["history"][0]["message"]
-    assert {url for url, _ in asked} <= {f"http://{ip}:8001" for ip in ips}
+    assert status["phase"] == "RolledBack"
+    assert f"health check failed: pod {NAME}-" in status["history"][0]["message"]
+    assert asked and {url for url, _ in asked} <= set(new_pods)
     assert all(paths == ("/health/ready", "/health/live") for _, paths in asked)
 
 
@@ -500,3 +503,14 @@ def test_fail_label_fails_backups_in_the_fake_too():
     h.ready()
     h.kube.patch_spec(NAME, {"image": B, "backup": {"podLabels": FAIL}})
     assert h.run(h.at_rest)["phase"] == "BackupFailed"
+
+
+def test_a_rollout_recorded_before_attempts_existed_is_superseded_by_an_attempt():
+    h = Harness()
+    h.ready()
+    h.kube.patch_spec(NAME, {"image": B})
+    h.kube.adminapi(NAME)["status"]["rollout"] = {"id": "0123456789abcdef", "image": B, "fromImage": A,
+                                                  "step": "Verifying", "startedAt": "2026-11-30T10:00:00Z"}
+    status = h.run(lambda s: s.get("lastGoodImage") == B and h.at_rest(s))
+    assert [o for _, o in h.outcomes()][:2] == ["Succeeded", "Superseded"]
+    assert len(h.jobs("backup")) == 1

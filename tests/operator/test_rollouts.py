@@ -304,13 +304,13 @@ def test_kubectl_wait_on_rolled_out_waits_for_this_generation(local_cluster, ope
     adminapis.wait_phase(NAME, "Ready")
     adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
     waited = kubectl(kubeconfig, "-n", adminapis.namespace, "wait", f"adminapi/{NAME}", "--for=condition=RolledOut",
-                     "--timeout=90s", check=False)
+                     "--timeout=40s", check=False)
     assert waited.returncode != 0  # never rolled out: the wait times out, it does not succeed
     status = adminapis.wait_phase(NAME, "RolledBack", timeout=60)
     rolled = next(c for c in status["conditions"] if c["type"] == "RolledOut")
     assert rolled["status"] == "False" and rolled["reason"] == "RolledBack"
     adminapis.patch_spec(NAME, {"image": C, "podLabels": None})
     waited = kubectl(kubeconfig, "-n", adminapis.namespace, "wait", f"adminapi/{NAME}", "--for=condition=RolledOut",
-                     "--timeout=120s", check=False)
+                     "--timeout=55s", check=False)
     assert waited.returncode == 0, waited.stderr
     assert adminapis.status(NAME)["lastGoodImage"] == C

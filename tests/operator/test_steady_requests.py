@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from kopf.testing import KopfRunner
 from kubernetes.client import rest
+from kubernetes.config import kube_config
 from kubernetes.client.exceptions import ApiException
 
 from adminapi_operator import handlers
@@ -44,7 +45,8 @@ def _resource(path: str) -> str:
 
 def test_a_steady_instance_sends_no_write_and_no_failing_request(local_cluster, crd, kubeconfig, namespace,
                                                                   adminapis, monkeypatch, capsys):
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # for Kopf's login
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))  # read at import otherwise
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3.0)  # several resyncs within the window
     requests = Requests(monkeypatch)
     with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
@@ -77,3 +79,30 @@ def test_a_steady_instance_sends_no_write_and_no_failing_request(local_cluster, 
         print(f"\nsteady instance, resync every 3 s: {len(steady)} requests in {window:.0f} s ({per_minute:.0f}/min), "
               f"all GET/LIST, 0 writes, 0 failures; by resource: {dict(reads)}")
     assert steady  # the resync really ran in the window
+
+
+def test_a_long_backup_is_polled_without_writes(local_cluster, crd, kubeconfig, namespace, adminapis, monkeypatch):
+    """Issue 9: each poll during a long backup made Kopf write its annotations on the AdminApi (a handler
+    retried by raising). A ResourceQuota full of the API's own pods keeps the backup Job's pod from being
+    created, so the backup runs for as long as the test likes."""
+    from kubernetes import client
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    requests = Requests(monkeypatch)
+    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+        adminapis.create(NAME, {**BASE, "image": A})
+        adminapis.wait_phase(NAME, "Ready")
+        client.CoreV1Api(adminapis.apps.api_client).create_namespaced_resource_quota(
+            namespace, {"metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "2"}}})
+        adminapis.patch_spec(NAME, {"image": B})
+        adminapis.wait_phase(NAME, "BackingUp")
+        settle(3)
+        before, start = adminapis.get(NAME)["metadata"]["resourceVersion"], len(requests.sent)
+        time.sleep(10)
+        polls = requests.sent[start:]
+        after = adminapis.get(NAME)
+    assert runner.exception is None
+    assert after["status"]["phase"] == "BackingUp"
+    assert after["metadata"]["resourceVersion"] == before  # neither Kopf nor the operator wrote it
+    assert [r for r in polls if r[0] != "GET"] == [] and [r for r in polls if r[2] >= 400] == []
+    assert any("/jobs/" in path for _, path, _ in polls)  # it did poll the Job
