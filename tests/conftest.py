@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.support.openai_server",
     "tests.support.kube",
     "tests.support.s3",
+    "tests.support.models",
 ]

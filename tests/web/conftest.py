@@ -7,6 +7,7 @@ Skipped when /usr/bin/chromium or /usr/bin/chromedriver is missing (`apt-get ins
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,6 +35,23 @@ def server(tmp_path, database_url, redis_url, openai_server) -> Iterator[str]:  
     """A running `admin-api serve` on a free loopback port; yields its base URL."""
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": openai_server.url,
            "LLM_MODEL": "test-model", "COOKIE_SECURE": "false"}  # plain http on loopback
+    with serving(env, tmp_path) as process:
+        yield process.base_url
+
+
+# Small, so the test can go over it; the service's default is 20 MiB.
+DOCUMENTS_MAX_UPLOAD_BYTES = 256 * 1024
+
+
+@pytest.fixture
+def documents_server(tmp_path, database_url, redis_url, openai_server, s3_server, embeddings_server) -> Iterator[str]:  # noqa: F811
+    """`admin-api serve` with documents on: S3 (SeaweedFS), the real embedding model, embedded Qdrant."""
+    bucket = f"web-{uuid.uuid4().hex[:12]}"
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LLM_ENDPOINT": openai_server.url,
+           "LLM_MODEL": "test-model", "COOKIE_SECURE": "false", **s3_server.env(bucket),
+           "EMBEDDING_MODEL_ENDPOINT": embeddings_server.url, "EMBEDDING_MODEL": embeddings_server.model,
+           "QDRANT_PATH": str(tmp_path / "qdrant"), "MAX_UPLOAD_BYTES": str(DOCUMENTS_MAX_UPLOAD_BYTES),
+           "INGESTION_POLL_SECONDS": "0.2"}
     with serving(env, tmp_path) as process:
         yield process.base_url
 
@@ -108,6 +126,31 @@ class Page:
         return self.driver.execute_script(
             "return Array.from(document.querySelectorAll('#conversations button'), b => b.textContent)")
 
+    def text_of(self, selector: str) -> list[str]:
+        """textContent (also of collapsed <details>), read in one script."""
+        return self.driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent)", selector)
+
+    def documents(self) -> list[tuple[str, str]]:
+        """(file name, status line) of each document in the list, top first."""
+        return self.driver.execute_script(
+            "return Array.from(document.querySelectorAll('#document-list > li'),"
+            " li => [li.querySelector('.doc-name').textContent, li.querySelector('.doc-status').textContent])")
+
+    def upload(self, path) -> None:
+        self.el("upload-file").send_keys(str(path))
+
+    def record_upload_statuses(self) -> None:
+        """From now on, keep every text the upload status shows (it changes faster than polling sees)."""
+        self.driver.execute_script(
+            "window.uploadStatuses = [];"
+            "new MutationObserver(() => window.uploadStatuses.push(document.getElementById('upload-status')"
+            ".textContent)).observe(document.getElementById('upload-status'),"
+            " {childList: true, characterData: true, subtree: true});")
+
+    def upload_statuses(self) -> list[str]:
+        return self.driver.execute_script("return window.uploadStatuses")
+
     def csp_violations(self) -> list[str]:
         return [e["message"] for e in self.driver.get_log("browser") if "Content Security Policy" in e["message"]]
 
@@ -115,3 +158,8 @@ class Page:
 @pytest.fixture
 def page(browser, server) -> Page:
     return Page(browser, server)
+
+
+@pytest.fixture
+def documents_page(browser, documents_server) -> Page:
+    return Page(browser, documents_server)

@@ -1,8 +1,9 @@
 // The chat page: plain JS, same-origin fetch with the session cookie, no framework, no build step.
-// Every piece of data (titles, messages, the LLM's answers, error details) is rendered with
-// textContent, never as HTML: the LLM's output is untrusted.
+// Every piece of data (titles, messages, the LLM's answers, file names, document text, error details)
+// is rendered with textContent, never as HTML: the LLM's output and the users' files are untrusted.
 
 const PAGE_SIZE = 20;
+const POLL_MS = 1000; // how often a document still being processed is asked about
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -10,6 +11,11 @@ const state = {
   conversationId: "", // "" = a new conversation, created by the first message
   cursor: null, // next_cursor of the last history page
   busy: false, // a message is being answered
+  documentsEnabled: false, // the server has the documents API (it answers 503 when it is not configured)
+  documents: new Map(), // document_id -> the document as last seen
+  documentsCursor: null,
+  uploadDocumentId: null, // the document the upload area reports on
+  pollTimer: null,
 };
 
 class ApiError extends Error {
@@ -94,6 +100,7 @@ function report(error) {
 
 function showLogin(message = "") {
   state.user = null;
+  resetDocuments();
   $("account").hidden = true;
   $("chat-view").hidden = true;
   $("login-view").hidden = false;
@@ -111,6 +118,7 @@ async function showChat(user) {
   showStatus("");
   newConversation();
   await loadConversations(true);
+  await loadDocuments(true);
 }
 
 // ---- auth -------------------------------------------------------------------------------------
@@ -212,7 +220,10 @@ async function openConversation(id) {
   const detail = await api("/api/v1/history/detail", { cnvs_idt_id: id });
   setConversation(detail.cnvs_idt_id, detail.title);
   $("messages").replaceChildren();
-  for (const message of detail.messages) addMessage(message.role, message.content, message.status);
+  for (const message of detail.messages) {
+    const item = addMessage(message.role, message.content, message.status);
+    addSources(item, message.sources);
+  }
   showStatus("");
 }
 
@@ -274,8 +285,10 @@ async function send(event) {
   answer.classList.add("streaming");
   let finished = false;
   try {
+    const body = { cnvs_idt_id: state.conversationId, message: text, stream: true };
+    if (state.documentsEnabled && $("use-documents").checked) body.use_documents = true;
     const response = await request("/api/v1/chat/send", {
-      body: { cnvs_idt_id: state.conversationId, message: text, stream: true },
+      body,
       headers: { "Idempotency-Key": randomKey(), Accept: "text/event-stream" },
     });
     $("message").value = "";
@@ -283,6 +296,8 @@ async function send(event) {
       if (name === "start") {
         if (!state.conversationId) setConversation(data.cnvs_idt_id, text.trim().slice(0, 60));
         state.conversationId = data.cnvs_idt_id;
+      } else if (name === "sources") {
+        addSources(answer, data.sources); // sent before the first delta
       } else if (name === "delta") {
         answer.textContent += data.content;
         answer.scrollIntoView({ block: "end" });
@@ -314,6 +329,215 @@ async function send(event) {
   }
 }
 
+// ---- documents: /api/v1/documents (upload, list, delete) and the sources under answers ----------
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+function documentStatus(doc) {
+  const size = formatSize(doc.size_bytes);
+  if (doc.status === "ready") return `Ready · ${doc.chunks} ${doc.chunks === 1 ? "part" : "parts"} · ${size}`;
+  if (doc.status === "failed") return `Failed: ${doc.error || "the document could not be read."}`;
+  return `Processing… · ${size}`;
+}
+
+function documentItem(doc) {
+  const item = document.createElement("li");
+  item.dataset.id = doc.document_id;
+  const link = document.createElement("a"); // the original file, as uploaded
+  link.href = `/api/v1/documents/${encodeURIComponent(doc.document_id)}/content`;
+  link.className = "doc-name";
+  const status = document.createElement("span");
+  status.className = "doc-status";
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", () => deleteDocument(doc.document_id).catch(report));
+  item.append(link, remove, status);
+  return item;
+}
+
+function documentElement(id) {
+  return $("document-list").querySelector(`li[data-id="${CSS.escape(id)}"]`);
+}
+
+// Show a document (new or changed) in the list; `prepend` puts a new one on top (newest first).
+function renderDocument(doc, prepend = false) {
+  state.documents.set(doc.document_id, doc);
+  let item = documentElement(doc.document_id);
+  if (!item) {
+    item = documentItem(doc);
+    if (prepend) $("document-list").prepend(item);
+    else $("document-list").append(item);
+  }
+  item.className = doc.status;
+  const name = item.querySelector(".doc-name");
+  name.textContent = doc.filename;
+  name.title = doc.filename;
+  item.querySelector(".doc-status").textContent = documentStatus(doc);
+  item.querySelector("button").setAttribute("aria-label", `Delete ${doc.filename}`);
+  if (doc.document_id === state.uploadDocumentId) setUpload(documentStatus(doc), doc.status === "failed");
+  if (doc.status === "processing") schedulePoll();
+}
+
+function forgetDocument(id) {
+  state.documents.delete(id);
+  const item = documentElement(id);
+  if (item) item.remove();
+  if (id === state.uploadDocumentId) $("upload").hidden = true;
+}
+
+function resetDocuments() {
+  clearTimeout(state.pollTimer);
+  state.pollTimer = null;
+  state.documents.clear();
+  state.documentsCursor = null;
+  state.uploadDocumentId = null;
+  $("document-list").replaceChildren();
+  $("upload").hidden = true;
+}
+
+function enableDocuments(enabled) {
+  state.documentsEnabled = enabled;
+  $("documents").hidden = !enabled;
+  $("use-documents-switch").hidden = !enabled;
+  if (!enabled) $("use-documents").checked = false;
+}
+
+async function loadDocuments(reset) {
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (!reset && state.documentsCursor) query.set("cursor", state.documentsCursor);
+  let page;
+  try {
+    page = await api(`/api/v1/documents?${query}`, undefined, "GET");
+  } catch (error) {
+    // 503: this server has no document store configured; 404: a server from before documents.
+    if (error instanceof ApiError && (error.status === 503 || error.status === 404)) return enableDocuments(false);
+    throw error;
+  }
+  if (reset) resetDocuments();
+  enableDocuments(true);
+  for (const doc of page.items) renderDocument(doc);
+  state.documentsCursor = page.next_cursor;
+  $("more-documents").hidden = !page.next_cursor;
+}
+
+// One timer for every document still processing: ask about each, then again while any still is.
+function schedulePoll() {
+  if (state.pollTimer || !state.user) return;
+  state.pollTimer = setTimeout(async () => {
+    const pending = [...state.documents.values()].filter((doc) => doc.status === "processing");
+    for (const doc of pending) {
+      try {
+        const fresh = await api(`/api/v1/documents/${encodeURIComponent(doc.document_id)}`, undefined, "GET");
+        if (state.documents.has(fresh.document_id)) renderDocument(fresh); // unless deleted meanwhile
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) forgetDocument(doc.document_id);
+        else if (error instanceof ApiError && error.status === 401) {
+          state.pollTimer = null;
+          return report(error);
+        } // anything else (a restart, a 503): ask again at the next tick
+      }
+    }
+    state.pollTimer = null;
+    if ([...state.documents.values()].some((doc) => doc.status === "processing")) schedulePoll();
+  }, POLL_MS);
+}
+
+function setUpload(text, failed = false) {
+  $("upload").hidden = false;
+  $("upload").classList.toggle("failed", failed);
+  $("upload-status").textContent = text;
+}
+
+// XMLHttpRequest, not fetch: only it reports upload progress.
+function postFile(file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/documents");
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => event.lengthComputable && onProgress(event.loaded / event.total));
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300 && xhr.response) return resolve(xhr.response);
+      reject(new ApiError(xhr.status, errorDetail(xhr.response, xhr.status), xhr.getResponseHeader("Retry-After")));
+    });
+    // A server that refuses a large body early may close the connection before the browser reads why.
+    xhr.addEventListener("error", () =>
+      reject(new ApiError(0, "The upload was interrupted: the file may be over the server's size limit, or the connection dropped.")));
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+async function upload() {
+  const file = $("upload-file").files[0];
+  if (!file) return;
+  $("upload-file").disabled = true;
+  state.uploadDocumentId = null;
+  $("upload-name").textContent = file.name;
+  $("upload-progress").hidden = false;
+  $("upload-progress").value = 0;
+  setUpload("Uploading… 0%");
+  try {
+    const doc = await postFile(file, (fraction) => {
+      const percent = Math.round(fraction * 100);
+      $("upload-progress").value = percent;
+      setUpload(`Uploading… ${percent}%`);
+    });
+    $("upload-progress").hidden = true;
+    state.uploadDocumentId = doc.document_id;
+    renderDocument(doc, true);
+  } catch (error) {
+    $("upload-progress").hidden = true;
+    if (error instanceof ApiError && error.status === 401) return report(error);
+    setUpload(`Not uploaded: ${describe(error)}`, true);
+  } finally {
+    $("upload-file").value = ""; // choosing the same file again uploads it again
+    $("upload-file").disabled = false;
+  }
+}
+
+async function deleteDocument(id) {
+  const doc = state.documents.get(id);
+  if (!doc || !window.confirm(`Delete ${doc.filename}? Answers will no longer use it.`)) return;
+  try {
+    await api(`/api/v1/documents/${encodeURIComponent(id)}`, undefined, "DELETE");
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) throw error; // 404: already gone
+  }
+  forgetDocument(id);
+}
+
+// The document parts an answer was given, under it, numbered as the model saw them ([1], [2], ...).
+function addSources(answerItem, sources) {
+  if (!sources || !sources.length) return null;
+  const item = document.createElement("li");
+  item.className = "sources";
+  const heading = document.createElement("span");
+  heading.textContent = `Sources (${sources.length})`;
+  const list = document.createElement("ol");
+  sources.forEach((source, index) => {
+    const entry = document.createElement("li");
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = `[${index + 1}] ${source.filename} · part ${source.chunk_index + 1}`;
+    const text = document.createElement("p");
+    text.className = "source-text";
+    text.textContent = source.text;
+    details.append(summary, text);
+    entry.append(details);
+    list.append(entry);
+  });
+  item.append(heading, list);
+  answerItem.after(item);
+  return item;
+}
+
 // ---- wiring -----------------------------------------------------------------------------------
 
 function guarded(handler) {
@@ -339,5 +563,7 @@ $("rename").addEventListener("click", () => {
 $("rename-cancel").addEventListener("click", () => ($("rename-form").hidden = true));
 $("rename-form").addEventListener("submit", guarded(rename));
 $("delete").addEventListener("click", guarded(remove));
+$("upload-file").addEventListener("change", guarded(upload));
+$("more-documents").addEventListener("click", guarded(() => loadDocuments(false)));
 
 start();
