@@ -132,17 +132,17 @@ def serve_command(args: argparse.Namespace) -> int:
             asyncio.get_running_loop().call_soon_threadsafe(begin_shutdown, app)
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,  # our JSON logging, configured above
-        access_log=False,  # RequestContextMiddleware logs each request, with its id
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        proxy_headers=True,  # client address from X-Forwarded-For, for FORWARDED_ALLOW_IPS proxies only
-    )
-    Server(config).run()
+    Server(uvicorn.Config(app, host=args.host, port=args.port, **SERVER_OPTIONS)).run()
     return 0
+
+
+# uvicorn's settings for `serve` (the benchmarks run their baseline apps with the same).
+SERVER_OPTIONS = {
+    "log_config": None,  # our JSON logging, configured by serve_command
+    "access_log": False,  # RequestContextMiddleware logs each request, with its id
+    "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    "proxy_headers": True,  # client address from X-Forwarded-For, for FORWARDED_ALLOW_IPS proxies only
+}
 
 
 def migrate_command(args: argparse.Namespace) -> int:
