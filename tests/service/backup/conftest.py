@@ -2,9 +2,13 @@
 database of the test's own (a restore rewrites the whole database, so never the session's shared one),
 and a bucket of the test's own on the session's S3 server.
 
+The database belongs to a login role of its own, not a superuser, as in production: it owns the database
+(so it is a member of pg_database_owner, which owns `public`), and everything the tests and migrations
+create in it. `@pytest.mark.parametrize("database", ["superuser"], indirect=True)` connects as postgres.
+
     def test_x(database, cli):
-        database.psql('INSERT ...')
-        result = cli("backup", "--instance", "demo")
+        database.psql('INSERT ...')     # as the database's user
+        result = cli("backup", "--namespace", "ns", "--instance", "demo")
         assert result.code == 0, result.stderr
         record = result.json()          # the one JSON line
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -27,7 +32,7 @@ from minio.deleteobjects import DeleteObject
 from sqlalchemy.engine import make_url
 
 from tests.support.s3 import S3Server
-from tests.support.services import PostgresServer
+from tests.support.services import PG_BIN, PostgresServer
 
 TABLES = ("USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "alembic_version")
 
@@ -39,7 +44,28 @@ class Database:
     server: PostgresServer
 
     def psql(self, sql: str) -> str:
-        return self.server.psql(sql, self.name)
+        """Run SQL as the database's own user; the output without headers or alignment."""
+        result = subprocess.run(
+            [str(PG_BIN / "psql"), "--no-psqlrc", "--tuples-only", "--no-align", "--set=ON_ERROR_STOP=1",
+             "--dbname", self.dsn, "--command", sql],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    @property
+    def dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    def schema(self) -> str:
+        """`pg_dump --schema-only`, without the random \\restrict key of each run."""
+        result = subprocess.run(
+            [str(PG_BIN / "pg_dump"), "--schema-only", "--dbname", self.dsn], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        return "\n".join(line for line in lines if not line.startswith(("\\restrict", "\\unrestrict")))
 
     def snapshot(self, tables: tuple[str, ...] = TABLES) -> dict[str, str]:
         """Every row of the tables, in a stable order: equal snapshots mean the same data."""
@@ -62,14 +88,32 @@ class Run:
         return json.loads(lines[0])
 
 
-@pytest.fixture
-def database(postgres_server: PostgresServer) -> Iterator[Database]:
+@contextlib.contextmanager
+def private_database(server: PostgresServer, *, superuser: bool = False) -> Iterator[Database]:
+    """An empty database of its own, owned by a login role of its own (or postgres'); dropped afterwards."""
     name = f"backup_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    postgres_server.create_database(name)
-    db = Database(name, postgres_server.url(name), postgres_server)
-    upgrade(db.url)
-    yield db
-    postgres_server.drop_database(name)
+    if superuser:
+        server.create_database(name)
+        url = server.url(name)
+    else:
+        password = secrets.token_hex(12)
+        server.psql(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
+        server.psql(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        url = server.url(name).replace(f"postgres:{server.password}@", f"{name}:{password}@", 1)
+    try:
+        yield Database(name, url, server)
+    finally:
+        server.drop_database(name)
+        if not superuser:
+            server.psql(f'DROP ROLE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, postgres_server: PostgresServer) -> Iterator[Database]:
+    """A migrated database of the test's own (see the module's docstring for its owner)."""
+    with private_database(postgres_server, superuser=getattr(request, "param", "owner") == "superuser") as db:
+        upgrade(db.url)
+        yield db
 
 
 @pytest.fixture
