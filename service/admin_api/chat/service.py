@@ -26,7 +26,6 @@ import asyncpg
 import openai
 from redis.asyncio import Redis
 
-from admin_api import conversations
 from admin_api.chat import llm, repository
 from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
 from admin_api.chat.schemas import ChatSendRequest, ChatSendResponse, TokenUsage
@@ -166,32 +165,35 @@ class ChatService:
         return result
 
     async def _start_turn(self, request: ChatSendRequest) -> Turn:
-        """Resolve or create the conversation and commit the user's message before the LLM is asked."""
+        """Resolve or create the conversation and commit the user's message before the LLM is asked
+        (one statement, one round trip: chat.repository)."""
         user_message_id = str(uuid.uuid4())
-        async with self._pool.acquire() as conn, conn.transaction():
-            cnvs_idt_id = await self._conversation_for(conn, request)
-            history = await repository.recent_complete_messages(conn, cnvs_idt_id=cnvs_idt_id, limit=CONTEXT_MESSAGES)
-            await repository.add_message(
-                conn,
-                msg_idt_id=user_message_id,
+        if not request.cnvs_idt_id:
+            cnvs_idt_id = str(uuid.uuid4())
+            await repository.start_new_conversation(
+                self._pool,
                 cnvs_idt_id=cnvs_idt_id,
-                role=repository.ROLE_USER,
+                user_id=self._user_id,
+                title=conversation_title(request.message),
+                msg_idt_id=user_message_id,
                 content=request.message,
             )
+            history: list[tuple[str, str]] = []
+        else:
+            cnvs_idt_id = request.cnvs_idt_id
+            history = await repository.continue_conversation(
+                self._pool,
+                cnvs_idt_id=cnvs_idt_id,
+                user_id=self._user_id,
+                msg_idt_id=user_message_id,
+                content=request.message,
+                limit=CONTEXT_MESSAGES,
+            )
+            if history is None:
+                raise ConversationNotFound()
         prompt = [{"role": role, "content": content} for role, content in history]
         prompt.append({"role": "user", "content": request.message})
         return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature)
-
-    async def _conversation_for(self, conn: asyncpg.Connection, request: ChatSendRequest) -> str:
-        if not request.cnvs_idt_id:
-            cnvs_idt_id = str(uuid.uuid4())
-            await repository.create_conversation(
-                conn, cnvs_idt_id=cnvs_idt_id, user_id=self._user_id, title=conversation_title(request.message)
-            )
-            return cnvs_idt_id
-        if await conversations.find_active(conn, request.cnvs_idt_id, self._user_id) is None:
-            raise ConversationNotFound()
-        return request.cnvs_idt_id
 
     async def _answer(self, turn: Turn) -> ChatSendResponse:
         started = time.perf_counter()
@@ -222,15 +224,9 @@ class ChatService:
             raise TurnFailed(error, turn) from error
 
     async def record_answer(self, turn: Turn, answer: str, usage: TokenUsage | None) -> ChatSendResponse:
-        async with self._pool.acquire() as conn, conn.transaction():
-            stored = await repository.add_message(
-                conn,
-                msg_idt_id=str(uuid.uuid4()),
-                cnvs_idt_id=turn.cnvs_idt_id,
-                role=repository.ROLE_ASSISTANT,
-                content=answer,
-            )
-            await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
+        stored = await repository.add_answer(
+            self._pool, msg_idt_id=str(uuid.uuid4()), cnvs_idt_id=turn.cnvs_idt_id, content=answer
+        )
         return ChatSendResponse(
             cnvs_idt_id=turn.cnvs_idt_id,
             user_message_id=turn.user_message_id,
