@@ -17,7 +17,9 @@ import aiohttp
 import asyncpg
 import pytest
 
+from admin_api.chat.llm import build_llm_client
 from admin_api.history import repository
+from admin_api.settings import Settings
 from tests.bench import seed
 from tests.bench.load import Stats, StreamTimes, compare, expect_json, session, timed_stream
 from tests.bench.report import Figure, Report
@@ -176,6 +178,21 @@ async def test_chat_send(service, llm, users, bench_report):
                 target=3 if concurrency == 1 else None)
         if concurrency > 1:
             throughput(bench_report, f"chat/send JSON, {who}", ours, base, direct)
+
+    # Where part of the time goes: the LLM client the service uses (the openai SDK over httpx), called from here.
+    client = build_llm_client(Settings(database_url="postgresql+asyncpg://unused@localhost/unused",
+                                       redis_url="redis://unused", llm_endpoint=f"{llm.base_url}/v1",
+                                       llm_model="test-model"))
+
+    async def sdk_call(_http) -> None:
+        await client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": PROMPT}])
+
+    try:
+        sdk, base = await compare(sdk_call, chat_calls(service, llm, users["chat"][:1])[1], count=200)
+    finally:
+        await client.close()
+    latency(bench_report, "the service's LLM client (openai SDK), 1 user", sdk, base,
+            "the same call with the load generator's client (aiohttp)", compare_by="delta")
 
 
 def _our_token(event: str, data: str) -> bool:
