@@ -7,6 +7,8 @@
     admin-api backup --namespace NS --instance NAME [--key NS/NAME/...] [--retention N]
                                                         pg_dump into object storage; prints one JSON line
     admin-api restore s3://BUCKET/KEY                   make the database exactly that backup's; one JSON line
+    admin-api reindex                                   re-ingest every document from its stored original
+                                                        (after EMBEDDING_MODEL changed); the service's workers do it
 
 Exit codes: 0 ok, 1 the command failed, 2 bad usage or configuration.
 """
@@ -99,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     restore = commands.add_parser("restore", help="restore a backup into DATABASE_URL (checksum verified first)")
     restore.add_argument("location", type=_location, help="s3://BUCKET/KEY, as printed by `admin-api backup`")
     restore.set_defaults(command=restore_command)
+
+    reindex = commands.add_parser(
+        "reindex", help="queue every document to be indexed again from its original (e.g. after a model change)"
+    )
+    reindex.set_defaults(command=reindex_command)
     return parser
 
 
@@ -218,6 +225,26 @@ def restore_command(args: argparse.Namespace) -> int:
     result = restore(BackupSettings(), args.location)
     print(json.dumps(result.as_dict()), flush=True)
     return 0
+
+
+def reindex_command(args: argparse.Namespace) -> int:
+    """Only the queue changes here: the running service's ingestion workers (any replica) rebuild each
+    document under the configured model, which the embedded index needs (it serves one process only)."""
+    settings = DatabaseSettings()
+    count = _run_db(_requeue_documents(settings))
+    print(f"queued {count} document(s) to be indexed again; they show status 'processing' until the service's "
+          "ingestion workers have rebuilt them")
+    return 0
+
+
+async def _requeue_documents(settings: DatabaseSettings) -> int:
+    from admin_api.documents import repository
+
+    connection = await asyncpg.connect(settings.asyncpg_dsn, timeout=10)
+    try:
+        return await repository.requeue_all(connection)
+    finally:
+        await connection.close()
 
 
 def _read_password() -> str:

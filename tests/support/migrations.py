@@ -1,7 +1,7 @@
 """A "next version" of the service's migrations, for tests: a copy of the package's alembic directory (its
 real env.py and versions) with extra revisions, and the real `admin-api migrate` run against it.
 
-    scripts = next_version(tmp_path, NEXT_REVISION)         # 0001 + 0002 (a table with an FK, a column, ...)
+    scripts = next_version(tmp_path, NEXT_REVISION)         # HEAD + next1 (a table with an FK, a column, ...)
     result = migrate(scripts, {"DATABASE_URL": url})        # the CLI's code path, only the script dir differs
 """
 
@@ -13,17 +13,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
+
 from admin_api.migrations import MIGRATIONS_DIR
+
+# The package's head: the "next version" revisions below build on whatever the service ships today.
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+NEXT = "next1"
 
 # What a newer release might add on top of 0001: an extension (trusted: the database owner may create it), a
 # schema with a table, a type, a table with a foreign key to USR_CNVS_SMRY (and its sequence), a column and
 # indexes on USR_CNVS_SMRY, a standalone sequence, a view, a function, and rows.
-NEXT_REVISION = """
+NEXT_REVISION = f"""
 # Next version: conversation tags.
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 
 
 def upgrade() -> None:

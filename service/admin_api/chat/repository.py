@@ -3,6 +3,7 @@ Which conversations a user may write to: admin_api.conversations."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,7 +55,8 @@ ADD_ANSWER_SQL = """
 WITH touched AS (
     UPDATE "USR_CNVS_SMRY" SET "UPD_DT" = now() WHERE "CNVS_IDT_ID" = $2
 )
-INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN") VALUES ($1, $2, 'assistant', $3)
+INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN", "SRC_JSON")
+VALUES ($1, $2, 'assistant', $3, $4::jsonb)
 RETURNING "REG_DT"
 """
 
@@ -78,10 +80,18 @@ async def continue_conversation(
 
 
 async def add_answer(
-    db: asyncpg.Pool | asyncpg.Connection, *, msg_idt_id: str, cnvs_idt_id: str, content: str
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    msg_idt_id: str,
+    cnvs_idt_id: str,
+    content: str,
+    sources: list[dict] | None = None,
 ) -> StoredMessage:
-    """The assistant's complete answer, and the conversation marked as updated."""
-    created_at = await db.fetchval(ADD_ANSWER_SQL, msg_idt_id, cnvs_idt_id, content)
+    """The assistant's complete answer (with the document sources it was given), and the conversation marked
+    as updated."""
+    created_at = await db.fetchval(
+        ADD_ANSWER_SQL, msg_idt_id, cnvs_idt_id, content, json.dumps(sources) if sources is not None else None
+    )
     return StoredMessage(msg_idt_id=msg_idt_id, created_at=created_at)
 
 
@@ -93,15 +103,17 @@ async def add_message(
     role: str,
     content: str,
     status: str = STATUS_COMPLETE,
+    sources: list[dict] | None = None,
 ) -> StoredMessage:
     created_at = await conn.fetchval(
-        'INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD") '
-        'VALUES ($1, $2, $3, $4, $5) RETURNING "REG_DT"',
+        'INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD", "SRC_JSON") '
+        'VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING "REG_DT"',
         msg_idt_id,
         cnvs_idt_id,
         role,
         content,
         status,
+        json.dumps(sources) if sources is not None else None,
     )
     return StoredMessage(msg_idt_id=msg_idt_id, created_at=created_at)
 

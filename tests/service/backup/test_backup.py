@@ -10,7 +10,7 @@ from admin_api import __version__
 from minio import Minio
 from sqlalchemy.engine import make_url
 
-from tests.service.backup.conftest import Database
+from tests.support.databases import Database
 from tests.support.services import _free_port
 
 

@@ -11,9 +11,9 @@ import pytest
 from minio import Minio
 from sqlalchemy.engine import make_url
 
-from tests.service.backup.conftest import TABLES, Database
+from tests.support.databases import TABLES, Database
 from tests.service.backup.test_backup import seed, split
-from tests.support.migrations import NEXT_REVISION, migrate, next_version
+from tests.support.migrations import NEXT, NEXT_REVISION, migrate, next_version
 from tests.support.services import PG_BIN
 
 NEXT_TABLES = (*TABLES, "CNVS_TAG")
@@ -68,7 +68,7 @@ def test_restore_undoes_a_newer_version_exactly(database, cli, s3, tmp_path):
     scripts = next_version(tmp_path, NEXT_REVISION)
     upgraded = migrate(scripts, {"DATABASE_URL": database.url})
     assert upgraded.returncode == 0, upgraded.stderr
-    assert database.psql("SELECT version_num FROM alembic_version") == "0002"
+    assert database.psql("SELECT version_num FROM alembic_version") == NEXT
     assert int(database.psql('SELECT count(*) FROM "CNVS_TAG"')) == 3 * 4
     database.psql("""INSERT INTO "USR_ACCT" ("USR_NM", "PWD_HASH") VALUES ('new-version-user', 'x')""")
 
@@ -91,7 +91,7 @@ def test_restore_undoes_a_newer_version_exactly(database, cli, s3, tmp_path):
     again = migrate(scripts, {"DATABASE_URL": database.url})
     assert again.returncode == 0, again.stderr
     assert "Running upgrade 0001 -> 0002" in again.stdout
-    assert database.psql("SELECT version_num FROM alembic_version") == "0002"
+    assert database.psql("SELECT version_num FROM alembic_version") == NEXT
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not a dump"])
