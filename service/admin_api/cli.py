@@ -165,9 +165,7 @@ def serve_command(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        log_config=None,  # our JSON logging, configured above
-        access_log=False,  # RequestContextMiddleware logs each request, with its id
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **SERVER_OPTIONS,
         # X-Forwarded-For only from the proxies in FORWARDED_ALLOW_IPS; none by default (uvicorn's own
         # default trusts loopback, which lets a same-host client choose its address).
         proxy_headers=bool(settings.forwarded_allow_ips),
@@ -177,6 +175,14 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     Server(config).run()
     return 0
+
+
+# uvicorn's settings shared by `serve` and the benchmarks' baseline apps.
+SERVER_OPTIONS = {
+    "log_config": None,  # our JSON logging, configured by serve_command
+    "access_log": False,  # RequestContextMiddleware logs each request, with its id
+    "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+}
 
 
 def migrate_command(args: argparse.Namespace) -> int:

@@ -51,19 +51,20 @@ class ServeProcess:
             self.process.wait(10)
 
 
-def start_serve(env: dict[str, str], log_dir: Path) -> ServeProcess:
-    """Start `admin-api serve` with exactly `env` (plus PATH) and wait until /health/live answers."""
+def start_serve(env: dict[str, str], log_dir: Path, module: str = "admin_api.cli") -> ServeProcess:
+    """Start `admin-api serve` with exactly `env` (plus PATH) and wait until /health/live answers.
+    `module`: another program with the same `serve --host --port` command line (the benchmarks' baselines)."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     server = ServeProcess(None, f"http://127.0.0.1:{port}", log_dir / "serve.stdout", log_dir / "serve.stderr")
     with server.stdout.open("w") as out, server.stderr.open("w") as err:
         server.process = subprocess.Popen(
-            [sys.executable, "-m", "admin_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port)],
             env={"PATH": os.environ["PATH"], **env}, stdout=out, stderr=err)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while True:
         if server.process.poll() is not None:
-            raise AssertionError(f"admin-api serve exited: {server.stderr.read_text()[-2000:]}")
+            raise AssertionError(f"{module} serve exited: {server.stderr.read_text()[-2000:]}")
         try:
             if httpx.get(f"{server.base_url}/health/live", timeout=2).status_code == 200:
                 return server
@@ -71,7 +72,7 @@ def start_serve(env: dict[str, str], log_dir: Path) -> ServeProcess:
             pass
         if time.monotonic() > deadline:
             server.stop()
-            raise AssertionError(f"admin-api serve did not answer /health/live within {START_TIMEOUT_SECONDS}s")
+            raise AssertionError(f"{module} serve did not answer /health/live within {START_TIMEOUT_SECONDS}s")
         time.sleep(0.1)
 
 

@@ -11,7 +11,7 @@ import sys
 from contextvars import ContextVar
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -25,7 +25,8 @@ class RequestIdFilter(logging.Filter):
 
 
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter(
+    # orjson: a third less time per line than the stdlib encoder (one line per API request).
+    return OrjsonFormatter(
         "{levelname}{name}{message}{request_id}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},

@@ -57,6 +57,24 @@ class Metrics:
             buckets=LLM_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """The HTTP metrics of one request. The labelled children are looked up once per (method, route,
+        status), not built from keyword labels on every request."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(method=method, route=route, status=str(status)),
+                self.request_latency.labels(method=method, route=route),
+                self.errors.labels(method=method, route=route) if status >= 500 else None,
+            )
+        requests, latency, errors = children
+        requests.inc()
+        latency.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -93,12 +93,11 @@ class RequestContextMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "<unmatched>"
         method = scope["method"]
-        self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
-        self.metrics.request_latency.labels(method=method, route=template).observe(elapsed)
-        if status >= 500:
-            self.metrics.errors.labels(method=method, route=template).inc()
+        self.metrics.observe_request(method, template, status, elapsed)
         path = scope["path"]
         level = logging.DEBUG if path.startswith(QUIET_PATHS) and status < 500 else logging.INFO
+        if not log.isEnabledFor(level):  # probes at INFO: skip building the record
+            return
         log.log(
             level,
             "request",

@@ -1,0 +1,61 @@
+"""The figures of one `make bench` run: each against its baseline from the same run, printed as one table
+at the end of the session and written to .run/bench.json."""
+
+from __future__ import annotations
+
+import json
+import platform
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Figure:
+    what: str
+    ours: float
+    baseline: float
+    unit: str  # "ms" (lower is better), "req/s" (higher is better), ...
+    baseline_is: str  # what the baseline is
+    compare: str = "ratio"  # "ratio" ours/baseline, or "delta" ours - baseline
+    target: str = ""  # e.g. "<= 3 ms", ">= 0.9x"
+    met: bool | None = None
+    details: dict = field(default_factory=dict)  # full statistics of both, for the JSON
+
+    @property
+    def headline(self) -> str:
+        if self.compare == "delta":
+            return f"{self.ours - self.baseline:+.2f} {self.unit}"
+        return f"{self.ours / self.baseline:.2f}x" if self.baseline else "-"
+
+
+class Report:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.figures: list[Figure] = []
+        self.started = time.time()
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        return figure
+
+    def table(self) -> str:
+        rows = [("what", "ours", "baseline", "vs baseline", "target", "met", "baseline is")]
+        for f in self.figures:
+            met = "" if f.met is None else ("yes" if f.met else "NO")
+            rows.append((f.what, f"{f.ours:.2f} {f.unit}", f"{f.baseline:.2f} {f.unit}", f.headline, f.target,
+                         met, f.baseline_is))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "figures": [{**asdict(f), "headline": f.headline} for f in self.figures],
+        }
+        self.path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,244 @@
+"""The service over real HTTP against its floors, measured in the same run (printed and written, never
+asserted: the machine is shared and noisy, only same-run ratios mean anything).
+
+- chat/send, JSON and streamed, against the same LLM server called directly with the same prompt;
+- /health/live and auth/me against a bare FastAPI app on the same server settings (tests/bench/bare_app.py);
+- history list (page 1, a deep page by offset and by cursor) and detail, 10,000 conversations of one user in
+  a table of 1,000,000, against the bare queries on the same pool behind the same bare app.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+import pytest
+
+from admin_api.chat.llm import build_llm_client
+from admin_api.history import repository
+from admin_api.settings import Settings
+from tests.bench import seed
+from tests.bench.load import Stats, StreamTimes, compare, expect_json, session, timed_stream
+from tests.bench.report import Figure, Report
+
+pytestmark = pytest.mark.bench
+
+PAGE_SIZE = 20
+DEEP_PAGE = 400  # rows 7,981-8,000 of the user's 10,000
+PROMPT = "How are you?"
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    cookie: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+async def pool(bench_database: str):
+    db = await asyncpg.create_pool(bench_database.replace("+asyncpg", "", 1), min_size=1, max_size=4)
+    yield db
+    await db.close()
+
+
+@pytest.fixture(scope="session")
+async def users(pool, service) -> dict[str, list[User]]:
+    """The seeded history user and chat users (tests/bench/seed.py), each logged in through the API."""
+    names = [seed.HISTORY_USER] + [f"{seed.CHAT_USER_PREFIX}{n}" for n in range(seed.CHAT_USERS)]
+    logged_in = []
+    async with session(4) as http:
+        for name in names:
+            async with http.post(f"{service.base_url}/api/v1/auth/login",
+                                 json={"username": name, "password": seed.PASSWORD}) as response:
+                user_id = (await expect_json(response))["id"]
+                cookie = response.cookies["admin_api_session"].value
+            logged_in.append(User(user_id, {"Cookie": f"admin_api_session={cookie}"}))
+    return {"history": logged_in[:1], "chat": logged_in[1:]}
+
+
+def post(url: str, body: dict, headers: dict | None = None):
+    async def call(http: aiohttp.ClientSession) -> None:
+        async with http.post(url, json=body, headers=headers) as response:
+            await expect_json(response)
+
+    return call
+
+
+def get(url: str, headers: dict | None = None):
+    async def call(http: aiohttp.ClientSession) -> None:
+        async with http.get(url, headers=headers) as response:
+            await expect_json(response)
+
+    return call
+
+
+def latency(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, *, compare_by: str = "ratio",
+            target: float | None = None) -> None:
+    if compare_by == "delta":
+        met = None if target is None else ours.p50 - base.p50 <= target
+        target_text = "" if target is None else f"<= +{target:g} ms"
+    else:
+        met = None if target is None else ours.p50 / base.p50 <= target
+        target_text = "" if target is None else f"<= {target:g}x"
+    report.add(Figure(f"{what}, p50", ours.p50, base.p50, "ms", baseline_is, compare_by, target_text, met,
+                      {"ours": ours.as_json(), "baseline": base.as_json()}))
+
+
+def throughput(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, target: float | None = None):
+    met = None if target is None else ours.rps / base.rps >= target
+    report.add(Figure(f"{what}, throughput", ours.rps, base.rps, "req/s", baseline_is, "ratio",
+                      "" if target is None else f">= {target:g}x", met,
+                      {"ours": ours.as_json(), "baseline": base.as_json()}))
+
+
+# ---- history --------------------------------------------------------------------------------------------
+
+
+async def test_history(service, bare, users, pool, bench_report):
+    user = users["history"][0]
+    ours_url, bare_url = f"{service.base_url}/api/v1/history", f"{bare.base_url}/bare/history"
+    async with session(1) as http:
+        async with http.post(f"{ours_url}/list", json={"page": DEEP_PAGE - 1, "page_size": PAGE_SIZE},
+                             headers=user.cookie) as response:
+            cursor = (await expect_json(response))["next_cursor"]
+    pages = {
+        "page 1": {"page": 1},
+        f"page {DEEP_PAGE} by offset": {"page": DEEP_PAGE},
+        f"page {DEEP_PAGE} by cursor": {"cursor": cursor},
+    }
+    floor = "bare FastAPI + the same SQL (list + count) on the same pool"
+    for name, paging in pages.items():
+        body = {"page_size": PAGE_SIZE, **paging}
+        ours, base = await compare(post(f"{ours_url}/list", body, user.cookie),
+                                   post(f"{bare_url}/list", {"user_id": user.id, **body}), count=300)
+        latency(bench_report, f"history/list {name}", ours, base, floor, target=1.5 if name == "page 1" else None)
+
+    # Where the floor's time goes: the SQL alone, from here, on a pool of our own.
+    async def sql_only(_http) -> None:
+        async with pool.acquire() as conn:
+            await conn.fetch(repository.LIST_BY_OFFSET_SQL, user.id, PAGE_SIZE + 1, 0)
+            await conn.fetchval(repository.COUNT_SQL, user.id)
+
+    base, sql = await compare(post(f"{bare_url}/list", {"user_id": user.id, "page": 1, "page_size": PAGE_SIZE}),
+                              sql_only, count=300)
+    latency(bench_report, "bare history/list page 1 (the floor)", base, sql, "its SQL alone (asyncpg, no HTTP)",
+            compare_by="delta")
+
+    detail = {"cnvs_idt_id": seed.NEWEST_CONVERSATION}
+    ours, base = await compare(post(f"{ours_url}/detail", detail, user.cookie),
+                               post(f"{bare_url}/detail", {"user_id": user.id, **detail}), count=300)
+    latency(bench_report, f"history/detail ({seed.DETAIL_MESSAGES} messages)", ours, base,
+            "bare FastAPI + the same SQL (find + messages) on the same pool")
+
+
+# ---- health and auth ------------------------------------------------------------------------------------
+
+
+async def test_health_and_auth(service, bare, users, bench_report):
+    cookie = users["history"][0].cookie
+    bare_app = "bare FastAPI app, same server settings"
+    ours, base = await compare(get(f"{service.base_url}/health/live"), get(f"{bare.base_url}/health/live"),
+                               count=3000, concurrency=16)
+    throughput(bench_report, "/health/live, 16 connections", ours, base, bare_app, target=0.9)
+    latency(bench_report, "/health/live, 16 connections", ours, base, bare_app)
+    ours, base = await compare(get(f"{service.base_url}/api/v1/auth/me", cookie),
+                               get(f"{bare.base_url}/api/v1/auth/me", cookie), count=300)
+    latency(bench_report, "auth/me, 1 user", ours, base, f"{bare_app} + the session's Redis GETEX")
+    ours, base = await compare(get(f"{service.base_url}/api/v1/auth/me", cookie),
+                               get(f"{bare.base_url}/api/v1/auth/me", cookie), count=2000, concurrency=16)
+    throughput(bench_report, "auth/me, 16 connections", ours, base, f"{bare_app} + the session's Redis GETEX")
+
+
+# ---- chat -----------------------------------------------------------------------------------------------
+
+
+def chat_calls(service, llm, users: list[User], stream: bool = False):
+    cookies = itertools.cycle([user.cookie for user in users])
+    send = f"{service.base_url}/api/v1/chat/send"
+    direct = f"{llm.base_url}/v1/chat/completions"
+    direct_body = {"model": "test-model", "messages": [{"role": "user", "content": PROMPT}]}
+
+    async def ours(http: aiohttp.ClientSession) -> None:
+        async with http.post(send, json={"message": PROMPT}, headers=next(cookies)) as response:
+            await expect_json(response)
+
+    return ours, post(direct, direct_body)
+
+
+async def test_chat_send(service, llm, users, bench_report):
+    direct = "the same LLM server called directly, same prompt"
+    for concurrency, count in ((1, 200), (seed.CHAT_USERS, 500)):
+        who = f"{concurrency} user" + ("s" if concurrency > 1 else "")
+        ours, base = await compare(*chat_calls(service, llm, users["chat"][:concurrency]),
+                                   count=count, concurrency=concurrency)
+        latency(bench_report, f"chat/send JSON, {who}", ours, base, direct, compare_by="delta",
+                target=3 if concurrency == 1 else None)
+        if concurrency > 1:
+            throughput(bench_report, f"chat/send JSON, {who}", ours, base, direct)
+
+    # Where part of the time goes: the LLM client the service uses (the openai SDK over httpx), called from here.
+    client = build_llm_client(Settings(database_url="postgresql+asyncpg://unused@localhost/unused",
+                                       redis_url="redis://unused", llm_endpoint=f"{llm.base_url}/v1",
+                                       llm_model="test-model"))
+
+    async def sdk_call(_http) -> None:
+        await client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": PROMPT}])
+
+    try:
+        sdk, base = await compare(sdk_call, chat_calls(service, llm, users["chat"][:1])[1], count=200)
+    finally:
+        await client.close()
+    latency(bench_report, "the service's LLM client (openai SDK), 1 user", sdk, base,
+            "the same call with the load generator's client (aiohttp)", compare_by="delta")
+
+
+def _our_token(event: str, data: str) -> bool:
+    return event == "delta"
+
+
+def _llm_token(event: str, data: str) -> bool:
+    if data == "[DONE]":
+        return False
+    choices = json.loads(data).get("choices") or []
+    return bool(choices and choices[0]["delta"].get("content"))
+
+
+async def test_chat_stream(service, llm, users, bench_report):
+    send = f"{service.base_url}/api/v1/chat/send"
+    direct = f"{llm.base_url}/v1/chat/completions"
+    direct_body = {"model": "test-model", "messages": [{"role": "user", "content": PROMPT}], "stream": True,
+                   "stream_options": {"include_usage": True}}
+    for concurrency, count in ((1, 120), (seed.CHAT_USERS, 300)):
+        cookies = itertools.cycle([user.cookie for user in users["chat"][:concurrency]])
+        measured = {"ours": StreamTimes(), "direct": StreamTimes()}
+
+        def ours(times):
+            return lambda http: timed_stream(http, times, send, {"message": PROMPT, "stream": True}, next(cookies),
+                                             _our_token)
+
+        def base(times):
+            return lambda http: timed_stream(http, times, direct, direct_body, {}, _llm_token)
+
+        warm = StreamTimes()
+        await compare(ours(warm), base(warm), count=0, concurrency=concurrency, rounds=1)  # warm-up only
+        await compare(ours(measured["ours"]), base(measured["direct"]), count=count, concurrency=concurrency,
+                      warmup=0)
+        who = f"{concurrency} user" + ("s" if concurrency > 1 else "")
+        first = {name: _stats(times.first_token_ms) for name, times in measured.items()}
+        latency(bench_report, f"chat/send stream, time to first token, {who}", first["ours"], first["direct"],
+                "the same LLM server streaming directly", compare_by="delta",
+                target=1 if concurrency == 1 else None)
+        per_token = {name: _stats(times.per_token_us) for name, times in measured.items()}
+        bench_report.add(Figure(
+            f"chat/send stream, time per token, {who}, p50", per_token["ours"].p50, per_token["direct"].p50, "us",
+            "the same LLM server streaming directly", "delta",
+            details={"ours": per_token["ours"].as_json(), "baseline": per_token["direct"].as_json()}))
+
+
+def _stats(samples: list[float]) -> Stats:
+    stats = Stats()
+    stats.add(samples, 0.0)
+    return stats
