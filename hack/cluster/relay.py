@@ -50,6 +50,11 @@ async def serve(host: str, ports: Iterable[int], started: threading.Event | None
     finally:
         for server in servers:
             server.close()
+        # open connections end with the relay
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 @contextlib.contextmanager
