@@ -18,6 +18,7 @@ STORE="${ADMINAPI_CACHE}/buildah"
 buildah=(buildah --root "${STORE}/root" --runroot "${STORE}/run" --storage-driver overlay)
 NODE_STATE="${REPO_ROOT}/.cluster/node"
 ctr=("${CLUSTER_BIN_DIR}/ctr" --address "${NODE_STATE}/run/containerd.sock" -n k8s.io)
+quiet() { "$@" 2> >(grep -v DEPRECATION >&2); } # ctr warns about cgroup v1 on every call
 log() { echo "images: $*" >&2; }
 
 mkdir -p "${STORE}" .cluster
@@ -67,13 +68,13 @@ operator="$(build adminapi-operator Dockerfile.operator Dockerfile.operator pypr
 # present, so never pulled).
 if [[ -S "${NODE_STATE}/run/containerd.sock" ]]; then
   for ref in "${service}" "${operator}"; do
-    if "${ctr[@]}" images ls -q | grep -qxF "${ref}"; then
+    if quiet "${ctr[@]}" images ls -q | grep -qxF "${ref}"; then
       continue
     fi
     s=${SECONDS}
     archive="$(mktemp /var/tmp/admin-api-image.XXXXXX.tar)"
     "${buildah[@]}" push -q "${ref}" "oci-archive:${archive}:${ref}"
-    "${ctr[@]}" images import "${archive}" >/dev/null
+    quiet "${ctr[@]}" images import "${archive}" >/dev/null
     rm -f "${archive}"
     log "imported ${ref} into the node in $((SECONDS - s))s"
   done
