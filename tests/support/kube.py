@@ -126,11 +126,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cfg = session.config
     if cfg.option.collectonly or _external_kubeconfig() is not None:
         return
-    if not any(item.get_closest_marker("kube") for item in session.items):
+    wants_kwok = any(item.get_closest_marker("kube") for item in session.items)
+    wants_node = any(item.get_closest_marker("realnode") for item in session.items) and (
+        subprocess.run([str(NODE_SH), "supported"], capture_output=True).returncode == 0)
+    if not (wants_kwok or wants_node) or not _toolchain_available():
         return
-    if _answers(LOCAL_KUBECONFIG) or not _toolchain_available():
+    if wants_kwok and not wants_node and _answers(LOCAL_KUBECONFIG):
         return
-    if subprocess.run([str(BUILD_SH), "--check"], capture_output=True).returncode == 0:
+    build_args = ["--node"] if wants_node else []
+    if subprocess.run([str(BUILD_SH), "--check", *build_args], capture_output=True).returncode == 0:
         return
     capman = cfg.pluginmanager.getplugin("capturemanager")
     reporter = cfg.pluginmanager.getplugin("terminalreporter")
@@ -138,7 +142,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line("building the local Kubernetes control plane (first run only; hack/cluster/build.sh)")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
         # Progress goes to stderr, live; a failure surfaces in the kubeconfig fixture.
-        build = subprocess.run([str(BUILD_SH)], stdout=subprocess.DEVNULL)
+        build = subprocess.run([str(BUILD_SH), *build_args], stdout=subprocess.DEVNULL)
     if build.returncode != 0:
         _build_failure = f"hack/cluster/build.sh failed (exit {build.returncode}); its output is above the test results"
 
