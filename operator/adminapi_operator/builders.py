@@ -17,7 +17,20 @@ APP_NAME = "admin-api"
 CONTAINER_NAME = "admin-api"
 RUN_AS_USER = 10001  # the uid Dockerfile.service creates
 TEMPLATE_HASH_ANNOTATION = f"{GROUP}/template-hash"
+APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"  # what we last applied: tells a removed field from a default
+TEMPLATE_HASH_LABEL = f"{GROUP}/template-hash"  # on every API pod: which template it runs
+ATTEMPT_LABEL = f"{GROUP}/attempt"  # on every Job and its pods: the rollout attempt it belongs to
 HEALTH_PATHS = ("/health", "/health/db", "/health/ready", "/health/live")
+POD_HEALTH_PATHS = ("/health/ready", "/health/live")
+NAME_LIMIT = 63  # DNS label, and label values: Job names become the job-name label of their pods
+
+
+def fit(name: str, limit: int = NAME_LIMIT) -> str:
+    """`name` if it fits, else cut and suffixed with a hash of the whole: stable, unique, valid."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:limit - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -44,8 +57,22 @@ class Owner:
         }
 
 
+def object_name(instance: str) -> str:
+    """The Deployment's, Service's and PDB's name."""
+    return fit(instance)
+
+
 def selector_labels(instance: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": instance}
+    """The Deployment's selector (immutable, so it stays what it always was): every API pod of the instance.
+
+    Job pods never carry `app.kubernetes.io/name: admin-api`, so nothing that selects API pods selects them.
+    """
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": fit(instance)}
+
+
+def api_pod_labels(instance: str) -> dict[str, str]:
+    """What the Service, the PodDisruptionBudget and the anti-affinity select: API pods only."""
+    return {**selector_labels(instance), "app.kubernetes.io/component": "api"}
 
 
 def instance_labels(instance: str, component: str = "api") -> dict[str, str]:
@@ -53,6 +80,17 @@ def instance_labels(instance: str, component: str = "api") -> dict[str, str]:
         **selector_labels(instance),
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": FIELD_MANAGER,
+    }
+
+
+def job_pod_labels(instance: str, component: str, attempt: str) -> dict[str, str]:
+    """A Job's pods: the instance and the attempt, but none of the API's selector labels."""
+    return {
+        "app.kubernetes.io/part-of": APP_NAME,
+        "app.kubernetes.io/instance": fit(instance),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        ATTEMPT_LABEL: attempt,
     }
 
 
@@ -67,7 +105,7 @@ def _metadata(owner: Owner, name: str, component: str = "api") -> dict[str, Any]
 
 def bootstrap_secret_name(instance: str) -> str:
     """The operator-generated Secret with the first admin's credentials."""
-    return f"{instance}-bootstrap-admin"
+    return fit(f"{instance}-bootstrap-admin", 253)
 
 
 # --- environment -----------------------------------------------------------------------------------
@@ -146,14 +184,20 @@ def _container(spec: AdminApiSpec, name: str, args: list[str], env: list[dict[st
     }
 
 
+def migrate_env(instance: str, spec: AdminApiSpec) -> list[dict[str, Any]]:
+    """`admin-api migrate` also creates the first admin, from the generated Secret."""
+    secret = bootstrap_secret_name(instance)
+    return service_env(spec) + [
+        _from_secret("BOOTSTRAP_ADMIN_USERNAME", SecretRef(secret, "username")),
+        _from_secret("BOOTSTRAP_ADMIN_PASSWORD", SecretRef(secret, "password")),
+    ]
+
+
 def pod_template(instance: str, spec: AdminApiSpec) -> dict[str, Any]:
-    """The Deployment's pod template. A change of it is a rollout."""
+    """The Deployment's pod template. A change of it is a rollout; replicas are not part of it."""
     env = service_env(spec)
-    bootstrap = SecretRef(bootstrap_secret_name(instance), "username"), SecretRef(bootstrap_secret_name(instance), "password")
-    migrate = _container(spec, "migrate", ["migrate"], env + [
-        _from_secret("BOOTSTRAP_ADMIN_USERNAME", bootstrap[0]),
-        _from_secret("BOOTSTRAP_ADMIN_PASSWORD", bootstrap[1]),
-    ])
+    # On a first install (and a no-op later: the migration Job of a rollout has run before any pod changes).
+    migrate = _container(spec, "migrate", ["migrate"], migrate_env(instance, spec))
     api = {
         **_container(spec, CONTAINER_NAME, ["serve", "--host", "0.0.0.0", "--port", str(spec.port)], env),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
@@ -172,42 +216,57 @@ def pod_template(instance: str, spec: AdminApiSpec) -> dict[str, Any]:
     }
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
-    if spec.replicas > 1:
-        # Spread replicas over nodes when the cluster can, without refusing to schedule when it cannot.
-        pod_spec["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100,
-            "podAffinityTerm": {
-                "topologyKey": "kubernetes.io/hostname",
-                "labelSelector": {"matchLabels": selector_labels(instance)},
-            },
-        }]}}
-    return {
+    # Spread replicas over nodes when the cluster can, without refusing to schedule when it cannot. Always
+    # there (harmless for one replica): scaling must never change the template.
+    pod_spec["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": api_pod_labels(instance)},
+        },
+    }]}}
+    template = {
         "metadata": {
             "labels": {**spec.pod_labels, **instance_labels(instance)},
             "annotations": dict(spec.pod_annotations),
         },
         "spec": pod_spec,
     }
+    # Each pod says which template it runs, so the gate and the status count the new template's pods only.
+    template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = template_hash(template)
+    return template
+
+
+def _digest(obj: Any, length: int = 16) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
 
 def template_hash(template: dict[str, Any]) -> str:
-    """A short, stable fingerprint of a pod template: what a rollout is keyed by."""
-    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """A short, stable fingerprint of a pod template (without its own hash label): what a rollout is keyed by."""
+    labels = {k: v for k, v in (template.get("metadata") or {}).get("labels", {}).items() if k != TEMPLATE_HASH_LABEL}
+    return _digest({**template, "metadata": {**template.get("metadata", {}), "labels": labels}})
+
+
+def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` annotated with a fingerprint of itself: a field we stopped setting shows up as a changed hash."""
+    annotations = {k: v for k, v in (obj["metadata"].get("annotations") or {}).items() if k != APPLIED_HASH_ANNOTATION}
+    bare = {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+    return {**obj, "metadata": {**obj["metadata"], "annotations": {**annotations, APPLIED_HASH_ANNOTATION: _digest(bare)}}}
 
 
 # --- workload and networking -------------------------------------------------------------------------
 
-def deployment(owner: Owner, spec: AdminApiSpec, template: dict[str, Any]) -> dict[str, Any]:
+def deployment(owner: Owner, spec: AdminApiSpec, template: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
     """The Deployment running `template`, which is the spec's own or, after a rollback, the last good one."""
-    meta = _metadata(owner, owner.name)
+    meta = _metadata(owner, object_name(owner.name))
     meta["annotations"] = {TEMPLATE_HASH_ANNOTATION: template_hash(template)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if replicas is None else replicas,
             "selector": {"matchLabels": selector_labels(owner.name)},
             # Old pods keep serving until new ones are ready: a bad version never takes capacity away.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -222,24 +281,23 @@ def service(owner: Owner, spec: AdminApiSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, owner.name),
+        "metadata": _metadata(owner, object_name(owner.name)),
         "spec": {
             "type": spec.service_type,
-            "selector": selector_labels(owner.name),
+            "selector": api_pod_labels(owner.name),
             "ports": [{"name": "http", "protocol": "TCP", "port": spec.service_port, "targetPort": "http"}],
         },
     }
 
 
-def pod_disruption_budget(owner: Owner, spec: AdminApiSpec) -> dict[str, Any] | None:
-    """Voluntary evictions take one pod at a time; a single replica gets none (it would block node drains)."""
-    if spec.replicas <= 1:
-        return None
+def pod_disruption_budget(owner: Owner, spec: AdminApiSpec) -> dict[str, Any]:
+    """Voluntary evictions take one API pod at a time. Whatever the replicas (one pod may always go: drains are
+    never blocked), so scaling neither creates nor deletes it."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, owner.name),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
+        "metadata": _metadata(owner, object_name(owner.name)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": api_pod_labels(owner.name)}},
     }
 
 
@@ -258,15 +316,16 @@ def health_base_url(owner: Owner, spec: AdminApiSpec) -> str:
     """Where the rollout gate checks the health endpoints: the Service, unless overridden."""
     if spec.rollout_health_check_url:
         return spec.rollout_health_check_url.rstrip("/")
-    return f"http://{owner.name}.{owner.namespace}.svc:{spec.service_port}"
+    return f"http://{object_name(owner.name)}.{owner.namespace}.svc:{spec.service_port}"
 
 
-# --- database backup and restore jobs ----------------------------------------------------------------
+# --- the Jobs of a rollout attempt: backup, migration, restore --------------------------------------
 
-def _job(owner: Owner, spec: AdminApiSpec, image: str, name: str, component: str, args: list[str]) -> dict[str, Any]:
-    """A one-shot Job running the admin-api CLI: `image` (the known-good version) with the instance's settings."""
+def _job(owner: Owner, spec: AdminApiSpec, image: str, component: str, attempt: str, args: list[str],
+         env: list[dict[str, Any]], name_suffix: str = "") -> dict[str, Any]:
+    """A one-shot Job of one rollout attempt running the admin-api CLI: `image` with `spec`'s settings."""
     container = {
-        **_container(spec, component, args, service_env(spec)),
+        **_container(spec, component, args, env),
         "image": image,
         "resources": {k: dict(v) for k, v in spec.resources.items()},
     }
@@ -280,33 +339,55 @@ def _job(owner: Owner, spec: AdminApiSpec, image: str, name: str, component: str
     }
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    metadata = _metadata(owner, job_name(owner.name, component, attempt, name_suffix), component)
+    metadata["labels"] = {**metadata["labels"], ATTEMPT_LABEL: attempt}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(owner, name, component),
+        "metadata": metadata,
         "spec": {
             "backoffLimit": 1,
             "activeDeadlineSeconds": 3600,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": {
-                "metadata": {"labels": {**spec.backup_pod_labels, **instance_labels(owner.name, component)}},
+                "metadata": {"labels": {**_extra_job_pod_labels(spec), **job_pod_labels(owner.name, component, attempt)}},
                 "spec": pod_spec,
             },
         },
     }
 
 
-def backup_key(instance: str, image: str, rollout_id: str, at: str) -> str:
-    """Object name of a pre-rollout dump: says instance, time and version (the image tag being left)."""
+def _extra_job_pod_labels(spec: AdminApiSpec) -> dict[str, str]:
+    # Never the app.kubernetes.io/* ones: they would make the Service or the PDB select Job pods.
+    return {k: v for k, v in spec.backup_pod_labels.items() if not k.startswith("app.kubernetes.io/")}
+
+
+def job_name(instance: str, component: str, attempt: str, suffix: str = "") -> str:
+    return fit(f"{instance}-{component}-{attempt}{suffix}")
+
+
+def backup_key(namespace: str, instance: str, image: str, attempt: str, at: str) -> str:
+    """Object name of a pre-rollout dump: namespace, instance, time, the version being left, the attempt."""
     tag = image.rsplit("/", 1)[-1].partition(":")[2] or "untagged"
     stamp = at.replace("-", "").replace(":", "")
-    return f"{instance}/{stamp}-{tag}-{rollout_id[:8]}.dump"
+    return f"{namespace}/{instance}/{stamp}-{tag}-{attempt}.dump"
 
 
-def backup_job(owner: Owner, spec: AdminApiSpec, image: str, rollout_id: str, key: str) -> dict[str, Any]:
-    args = ["backup", "--instance", owner.name, "--key", key, "--retention", str(spec.backup_retention)]
-    return _job(owner, spec, image, f"{owner.name}-backup-{rollout_id[:10]}", "backup", args)
+def backup_job(owner: Owner, spec: AdminApiSpec, image: str, attempt: str, key: str,
+               settings: AdminApiSpec | None = None) -> dict[str, Any]:
+    """The last good version (`image`, and its `settings`: the database it used) dumps the database."""
+    args = ["backup", "--namespace", owner.namespace, "--instance", owner.name, "--key", key,
+            "--retention", str(spec.backup_retention)]
+    return _job(owner, spec, image, "backup", attempt, args, service_env(settings or spec))
 
 
-def restore_job(owner: Owner, spec: AdminApiSpec, image: str, rollout_id: str, location: str) -> dict[str, Any]:
-    return _job(owner, spec, image, f"{owner.name}-restore-{rollout_id[:10]}", "restore", ["restore", location])
+def migration_job(owner: Owner, spec: AdminApiSpec, attempt: str) -> dict[str, Any]:
+    """The new version's `admin-api migrate` (transactional): with the new image and the new settings."""
+    return _job(owner, spec, spec.image, "migrate", attempt, ["migrate"], migrate_env(owner.name, spec))
+
+
+def restore_job(owner: Owner, spec: AdminApiSpec, image: str, attempt: str, location: str,
+                settings: AdminApiSpec | None = None, round_: int = 1) -> dict[str, Any]:
+    """The last good version restores the attempt's own backup into the database it used."""
+    suffix = "" if round_ == 1 else f"-r{round_}"
+    return _job(owner, spec, image, "restore", attempt, ["restore", location], service_env(settings or spec), suffix)

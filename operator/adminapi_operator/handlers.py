@@ -3,17 +3,21 @@
 Every trigger ends in the same level-based `Reconciler.reconcile` for one AdminApi, under a per-instance
 lock (Kopf serialises handlers per object, but owned-object events arrive on other objects):
 - AdminApi created, resumed after an operator restart, its spec changed, or the retry annotation set;
-- an owned Deployment, Service or PodDisruptionBudget changed or was deleted (drift, rollout progress).
-No timers or daemons, so Kopf adds no finalizer: deleting an AdminApi never waits for the operator, and
-ownerReferences let Kubernetes' garbage collector remove what it owned.
+- an owned Deployment, Service, PodDisruptionBudget or Job changed or was deleted (drift, rollout progress);
+- our own queue (`Requeue`): a step under way is polled, a reconcile that met an API error is retried in
+  seconds (whatever triggered it: an owned-object event is never dropped), and every instance is resynced
+  every RESYNC_SECONDS, which bounds how long any missed event can leave it wrong.
+No Kopf timers or daemons, so Kopf adds no finalizer: deleting an AdminApi never waits for the operator, and
+ownerReferences let Kubernetes' garbage collector remove what it owned. Handlers never raise to make Kopf
+poll, so Kopf writes nothing on the AdminApi while a long step runs.
 """
 from __future__ import annotations
 
-import contextlib
+import heapq
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from typing import Any, Callable
 
 import kopf
 import urllib3
@@ -25,6 +29,64 @@ from .kube import Kube, load_api_client
 from .reconcile import RETRY_ANNOTATION, Reconciler
 
 OWNED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+RESYNC_SECONDS = 60.0
+RETRY_SECONDS = 5.0
+Key = tuple[str, str]
+
+
+class Requeue:
+    """A delay queue of instances, served by one thread: the latest due time asked for a key wins if sooner."""
+
+    def __init__(self, work: Callable[[Key], float]):
+        self._work = work  # reconciles one key; returns when to come back (seconds)
+        self._due: dict[Key, float] = {}
+        self._heap: list[tuple[float, Key]] = []
+        self._cv = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="adminapi-requeue", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+
+    def after(self, key: Key, seconds: float) -> None:
+        at = time.monotonic() + seconds
+        with self._cv:
+            if key in self._due and self._due[key] <= at:
+                return
+            self._due[key] = at
+            heapq.heappush(self._heap, (at, key))
+            self._cv.notify_all()
+
+    def forget(self, key: Key) -> None:
+        with self._cv:
+            self._due.pop(key, None)
+
+    def _next(self) -> Key | None:
+        with self._cv:
+            while not self._stopped:
+                while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded by a sooner (or forgotten) entry
+                if self._heap and self._heap[0][0] <= time.monotonic():
+                    _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    return key
+                self._cv.wait(timeout=(self._heap[0][0] - time.monotonic()) if self._heap else None)
+            return None
+
+    def _run(self) -> None:
+        while (key := self._next()) is not None:
+            try:
+                delay = self._work(key)
+            except Exception:  # noqa: BLE001 (never let the queue die; the resync comes back to it)
+                logging.getLogger(__name__).exception("reconciling %s/%s failed", *key)
+                delay = RESYNC_SECONDS
+            if delay is not None:
+                self.after(key, delay)
 
 
 @kopf.on.startup()
@@ -41,39 +103,51 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
-    settings.posting.level = logging.INFO
-    settings.posting.loggers = False  # only our explicit Events, never log lines, reach `kubectl describe`
+    settings.posting.enabled = False  # our Events are posted by the reconciler itself, before its status writes
     settings.execution.max_workers = 8
     memo.reconciler = Reconciler(Kube(load_api_client()), check_health=check_endpoints)
     memo.locks = {}
+    memo.requeue = Requeue(lambda key: _reconcile(*key, memo, logging.getLogger(__name__)))
+    memo.requeue.start()
 
 
-@contextlib.contextmanager
-def _api_outages_are_temporary() -> Iterator[None]:
-    """A busy or unreachable API server is worth another try in seconds, not Kopf's default 60 s back-off."""
+@kopf.on.cleanup()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    if "requeue" in memo:
+        memo.requeue.stop()
+
+
+def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> float | None:
+    """Reconcile one instance now; returns when to come back (None: it is gone). Never raises an API error:
+    a busy or unreachable API server is tried again in seconds, not after Kopf's default minute."""
+    key = (namespace, name)
     try:
-        yield
+        with memo.locks.setdefault(key, threading.Lock()):
+            # Kopf's body may lag behind our own status writes: always decide on the latest object.
+            latest = memo.reconciler.kube.get_adminapi(namespace, name)
+            if latest is None or latest["metadata"].get("deletionTimestamp"):
+                memo.locks.pop(key, None)
+                return None
+            outcome = memo.reconciler.reconcile(latest)
     except ApiException as e:
         if e.status in (409, 429) or e.status >= 500:
-            raise kopf.TemporaryError(f"the Kubernetes API answered {e.status}; trying again", delay=5) from None
+            logger.info("the Kubernetes API answered %s; trying again in %ss", e.status, RETRY_SECONDS)
+            return RETRY_SECONDS
         raise
     except urllib3.exceptions.HTTPError as e:
-        raise kopf.TemporaryError(f"the Kubernetes API is unreachable ({type(e).__name__}); trying again",
-                                  delay=5) from None
-
-
-def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
-    with memo.locks.setdefault((namespace, name), threading.Lock()), _api_outages_are_temporary():
-        # Kopf's body may lag behind our own status writes: always decide on the latest object.
-        latest = memo.reconciler.kube.get_adminapi(namespace, name)
-        if latest is None or latest["metadata"].get("deletionTimestamp"):
-            return
-        outcome = memo.reconciler.reconcile(latest)
+        logger.info("the Kubernetes API is unreachable (%s); trying again in %ss", type(e).__name__, RETRY_SECONDS)
+        return RETRY_SECONDS
     for event in outcome.events:
-        kopf.event(latest, type=event.type, reason=event.reason, message=event.message)
         logger.info("%s: %s", event.reason, event.message)
-    if outcome.waiting:
-        raise kopf.TemporaryError(str(outcome.waiting), delay=outcome.waiting.delay)
+    return outcome.waiting.delay if outcome.waiting else RESYNC_SECONDS
+
+
+def _reconcile_and_requeue(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
+    delay = _reconcile(namespace, name, memo, logger)
+    if delay is None:
+        memo.requeue.forget((namespace, name))
+    else:
+        memo.requeue.after((namespace, name), delay)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -81,7 +155,7 @@ def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logge
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RETRY_ANNOTATION))
 def adminapi_changed(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    _reconcile(namespace, name, memo, logger)
+    _reconcile_and_requeue(namespace, name, memo, logger)
 
 
 def _owner_of(body: kopf.Body) -> tuple[str, str] | None:
@@ -97,9 +171,5 @@ def _owner_of(body: kopf.Body) -> tuple[str, str] | None:
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 def owned_object_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     owner = _owner_of(body)
-    if owner is None:
-        return
-    try:
-        _reconcile(*owner, memo, logger)
-    except kopf.TemporaryError:
-        pass  # a rollout step is under way; the AdminApi's own handler keeps polling it
+    if owner is not None:
+        _reconcile_and_requeue(*owner, memo, logger)

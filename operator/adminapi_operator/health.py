@@ -1,4 +1,4 @@
-"""The rollout gate's health check: the guide's four endpoints must answer 200."""
+"""The rollout gate's health check: the endpoints asked for must answer 200."""
 from __future__ import annotations
 
 import urllib.error
@@ -7,9 +7,9 @@ import urllib.request
 from .builders import HEALTH_PATHS
 
 
-def check_endpoints(base_url: str, timeout: float = 3.0) -> str | None:
+def check_endpoints(base_url: str, paths: tuple[str, ...] = HEALTH_PATHS, timeout: float = 3.0) -> str | None:
     """None when every endpoint answers 200, else what failed first (no response bodies: they may say too much)."""
-    for path in HEALTH_PATHS:
+    for path in paths:
         try:
             with urllib.request.urlopen(base_url + path, timeout=timeout) as response:
                 if response.status != 200:

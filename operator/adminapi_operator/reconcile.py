@@ -1,31 +1,33 @@
-"""Reconciliation of one AdminApi: converge the owned objects and drive safe rollouts.
+"""Reconciliation of one AdminApi: converge the owned objects, and drive rollout attempts.
 
-Level-based and idempotent: every call reads the AdminApi (its spec and status) and the live objects, does
-the next step, and records it in status. All rollout state lives in `status`, so an operator restarted at any
-step picks up where it was: Job names are derived from the rollout id, so a step in flight is never doubled.
-
-A rollout is a change of the pod template of an instance that already has a last good template:
-  BackingUp -> RollingOut -> Verifying -> Ready
-                                      \\-> (RestoringDatabase ->) RolledBack
+Level-based and idempotent: every call reads the AdminApi (spec and status) and the live objects, does the
+next step, and records it in status. The state machine in rollout.py decides; this module observes (Jobs,
+the Deployment, the instance's pods), acts (one idempotent action per step) and records. All rollout state
+lives in `status`, so an operator restarted at any step, or a status write that failed, picks up where it
+was: Job names carry the attempt id, and a Job is trusted only if it belongs to the attempt.
 """
 from __future__ import annotations
 
 import copy
 import datetime
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import builders
+from kubernetes.utils import parse_quantity
+
+from . import GROUP, KIND, VERSION, builders
 from .builders import Owner
 from .kube import Kube
+from .rollout import Event as On, Outcome as Result, Step, attempt_id, decide, first_step
 from .spec import AdminApiSpec, InvalidSpec
-from .status import Progress, condition, merge_conditions, now_iso, summary, workload_status
-
+from .status import Progress, merge_conditions, step_status, workload_status
 
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
 BOOTSTRAP_ADMIN = "admin"
+HealthCheck = Callable[[str, tuple[str, ...]], "str | None"]
 
 
 class Waiting(Exception):
@@ -51,10 +53,6 @@ class Outcome:
     waiting: Waiting | None = None  # a step is under way: call again after waiting.delay
 
 
-def _parse_time(value: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def job_state(job: dict[str, Any] | None) -> str | None:
     """'Complete', 'Failed', or None while it runs (or does not exist)."""
     for c in ((job or {}).get("status") or {}).get("conditions") or ():
@@ -67,286 +65,446 @@ def job_state(job: dict[str, Any] | None) -> str | None:
 class Instance:
     """One AdminApi as one reconcile call sees it. `status` mirrors what has been written so far."""
 
+    body: dict[str, Any]
     owner: Owner
     spec: AdminApiSpec
+    raw_spec: dict[str, Any]
     status: dict[str, Any]
     generation: int
+    resource_version: str
     outcome: Outcome
+    pending: dict[str, Any] = field(default_factory=dict)  # status fields to write with the next step
 
     @property
     def spec_changed(self) -> bool:
         """The spec moved since the last reconcile: a difference in the objects is then an update, not drift."""
         return self.status.get("observedGeneration") != self.generation
 
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.outcome.events.append(Event(type_, reason, message))
+    @property
+    def retry_token(self) -> str | None:
+        return (self.body["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION) or None
+
+    @property
+    def retry_requested(self) -> bool:
+        return self.retry_token is not None and self.retry_token != self.status.get("retryToken")
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, check_health: Callable[[str], str | None],
+    def __init__(self, kube: Kube, check_health: HealthCheck,
                  clock: Callable[[], datetime.datetime] | None = None):
         self.kube = kube
         self.check_health = check_health
         self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+
+    def now_iso(self) -> str:
+        return self.clock().replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
     # --- entry point ---------------------------------------------------------------------------------
 
     def reconcile(self, body: dict[str, Any]) -> Outcome:
         outcome = Outcome()
         owner = Owner.from_body(body)
+        raw = dict(body.get("spec") or {})
         status = copy.deepcopy(dict(body.get("status") or {}))
         generation = int(body["metadata"].get("generation") or 0)
         try:
-            spec = AdminApiSpec.parse(body.get("spec") or {}, owner.name)
+            spec = AdminApiSpec.parse(raw, owner.name)
         except InvalidSpec as e:
+            inst = Instance(body, owner, None, raw, status, generation,  # type: ignore[arg-type]
+                            body["metadata"]["resourceVersion"], outcome)
             if status.get("phase") != "Invalid" or status.get("message") != str(e):
-                outcome.events.append(Event("Warning", "InvalidSpec", str(e)))
-            self._write_status(owner, status, {**workload_status(Progress.of(None), generation, invalid=str(e)),
-                                               "observedGeneration": generation})
+                self._event(inst, "Warning", "InvalidSpec", str(e))
+            self._write(inst, {**workload_status(Progress.of(None), generation, invalid=str(e)),
+                               "observedGeneration": generation})
             return outcome
 
-        inst = Instance(owner, spec, status, generation, outcome)
+        inst = Instance(body, owner, spec, raw, status, generation, body["metadata"]["resourceVersion"], outcome)
         self._ensure_supporting_objects(inst)
         desired = builders.pod_template(owner.name, spec)
         desired_hash = builders.template_hash(desired)
-        last_good = status.get("lastGood")
-        retry = (body["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
-        if retry and retry != status.get("retryToken"):
-            self._write(inst, {"failedTemplateHash": None, "retryToken": retry})
         try:
-            if not last_good or last_good["templateHash"] == desired_hash:
-                self._converge(inst, desired, desired_hash)
-            elif desired_hash == status.get("failedTemplateHash"):
-                self._hold_last_good(inst, last_good)
-            else:
-                self._rollout(inst, desired, desired_hash, last_good)
+            for _ in range(3):  # an attempt that ended (superseded, say) hands over to what comes next
+                if not self._dispatch(inst, desired, desired_hash):
+                    break
         except Waiting as waiting:
             outcome.waiting = waiting
         return outcome
+
+    def _dispatch(self, inst: Instance, desired: dict[str, Any], desired_hash: str) -> bool:
+        """One decision on what this instance needs; True when an attempt ended and the next call may start one."""
+        status = inst.status
+        last_good, attempt = status.get("lastGood"), status.get("rollout")
+        if attempt and attempt.get("number"):
+            return self._drive(inst, copy.deepcopy(attempt), desired, desired_hash)
+        if attempt:  # recorded by an operator before attempts existed: it ends here, and the spec starts anew
+            legacy = {**attempt, "templateHash": attempt.get("id", "unknown"), "id": attempt.get("id", "unknown")}
+            self._write(inst, {"rollout": None, "history": self._history(
+                inst, legacy, Result.SUPERSEDED, "superseded by a rollout attempt of the upgraded operator")})
+            return True
+        if not last_good or last_good["templateHash"] == desired_hash:
+            self._converge(inst, desired, desired_hash)
+            return False
+        if desired_hash == status.get("failedTemplateHash") and not inst.retry_requested:
+            self._hold(inst, last_good, desired_hash)
+            return False
+        self._start_attempt(inst, desired_hash, last_good)
+        return True
 
     # --- owned objects ------------------------------------------------------------------------------
 
     def _ensure_supporting_objects(self, inst: Instance) -> None:
         owner, spec = inst.owner, inst.spec
-        secret = builders.bootstrap_secret(owner, BOOTSTRAP_ADMIN, secrets.token_urlsafe(24))
-        if self.kube.create_if_absent(secret):
-            inst.event("Normal", "SecretCreated",
-                       f"generated the first admin's credentials in Secret {secret['metadata']['name']}")
+        # Created once; whether it exists is remembered in status, so the operator needs no `get` on Secrets
+        # and a steady instance sends no request for it.
+        name = builders.bootstrap_secret_name(owner.name)
+        if inst.status.get("bootstrapSecret") != name:
+            secret = builders.bootstrap_secret(owner, BOOTSTRAP_ADMIN, secrets.token_urlsafe(24))
+            if self.kube.create_if_absent(secret):
+                self._event(inst, "Normal", "SecretCreated", f"generated the first admin's credentials in Secret {name}")
+            self._write(inst, {"bootstrapSecret": name})
         self._apply(inst, builders.service(owner, spec))
-        pdb = builders.pod_disruption_budget(owner, spec)
-        if pdb:
-            self._apply(inst, pdb)
-        elif self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name):
-            inst.event("Normal", "Deleted", "PodDisruptionBudget removed: a single replica has none")
+        self._apply(inst, builders.pod_disruption_budget(owner, spec))
 
     def _apply(self, inst: Instance, desired: dict[str, Any]) -> dict[str, Any]:
-        """Apply `desired` unless the live object already has all our fields; tell drift from updates."""
+        """Apply `desired` unless the live object already is what the server would store; tell drift from updates."""
+        desired = builders.with_applied_hash(desired)
         meta = desired["metadata"]
         live = self.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-        if live is not None and contains(live, desired):
+        if live is not None and _applied_hash(live) == _applied_hash(desired) and contains(live, desired):
             return live
-        intended = inst.spec_changed or (
-            desired["kind"] == "Deployment" and _deployment_hash(live) != _deployment_hash(desired))
+        intended = inst.spec_changed or live is not None and _applied_hash(live) != _applied_hash(desired)
         if not intended and inst.status.get("observedGeneration") is not None:
             what = "re-created" if live is None else "put back to its desired state"
-            inst.event("Normal", "DriftRepaired", f"{desired['kind']} {meta['name']} {what}")
+            self._event(inst, "Normal", "DriftRepaired", f"{desired['kind']} {meta['name']} {what}")
         return self.kube.apply(desired)
 
-    def _apply_deployment(self, inst: Instance, template: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
-        deployment = builders.deployment(inst.owner, inst.spec, template)
-        if replicas is not None:
-            deployment["spec"]["replicas"] = replicas
-        return self._apply(inst, deployment)
+    def _deployment(self, inst: Instance, template: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+        return self._apply(inst, builders.deployment(inst.owner, inst.spec, template, replicas))
 
-    # --- steady state and first install -------------------------------------------------------------
+    def _observe(self, inst: Instance, deployment: dict[str, Any], template_hash: str | None = None) -> Progress:
+        """The Deployment and every API pod of the instance (listed, terminating ones included)."""
+        pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name))
+        return Progress.of(deployment, pods, template_hash or _deployment_hash(deployment))
+
+    def _list_new_pods(self, inst: Instance, template_hash: str) -> list[dict[str, Any]]:
+        labels = {**builders.api_pod_labels(inst.owner.name), builders.TEMPLATE_HASH_LABEL: template_hash}
+        return self.kube.list("v1", "Pod", inst.owner.namespace, labels)
+
+    # --- no rollout: first install, steady state, the last good template held -----------------------
 
     def _converge(self, inst: Instance, desired: dict[str, Any], desired_hash: str) -> None:
         spec = inst.spec
-        deployment = self._apply_deployment(inst, desired)
-        progress = Progress.of(deployment)
+        deployment = self._deployment(inst, desired)
+        progress = self._observe(inst, deployment)
         update = {**workload_status(progress, inst.generation), **_replica_fields(progress),
-                  "currentImage": spec.image, "templateHash": desired_hash, "observedGeneration": inst.generation,
-                  "rollout": None}
+                  "currentImage": _image(deployment), "templateHash": desired_hash,
+                  "observedGeneration": inst.generation}
         if progress.complete and _deployment_hash(deployment) == desired_hash:
             if (inst.status.get("lastGood") or {}).get("templateHash") != desired_hash:
-                update["lastGood"] = _last_good(spec, desired, desired_hash)
+                update["lastGood"] = self._last_good(inst, desired, desired_hash)
                 update["lastGoodImage"] = spec.image
-            if inst.status.get("phase") != "Ready":
-                inst.event("Normal", "Ready", f"{spec.image}: {progress.describe()}")
+            if inst.status.get("phase") != update["phase"]:
+                self._event(inst, "Normal", update["phase"], f"{spec.image}: {update['message']}")
         elif progress.deadline_exceeded and inst.status.get("phase") != "Failed":
-            inst.event("Warning", "ProgressDeadlineExceeded", update["message"])
+            self._event(inst, "Warning", "ProgressDeadlineExceeded", update["message"])
         self._write(inst, update)
 
-    def _hold_last_good(self, inst: Instance, last_good: dict[str, Any]) -> None:
-        """The spec still asks for a template that failed: keep running the last good one until it changes."""
-        deployment = self._apply_deployment(inst, last_good["template"])
-        self._write(inst, {**_replica_fields(Progress.of(deployment)), "currentImage": last_good["image"],
-                           "observedGeneration": inst.generation})
+    def _hold(self, inst: Instance, last_good: dict[str, Any], desired_hash: str) -> None:
+        """The spec asks for a template that failed: keep running the last good one until it changes (or a retry)."""
+        failed = next((h for h in inst.status.get("history") or () if h.get("templateHash") == desired_hash), {})
+        outcome = failed.get("outcome", Result.ROLLED_BACK.value)
+        why = (f"{failed.get('message', f'{inst.spec.image} failed its rollout')}; "
+               f"set the annotation {RETRY_ANNOTATION} to try {inst.spec.image} again")
+        if inst.status.get("templateHash") != desired_hash:  # the spec asks for it again
+            self._event(inst, "Warning", "FailedTemplateRequested",
+                        f"the spec asks again for {inst.spec.image}, whose rollout ended {outcome} at "
+                        f"{failed.get('finishedAt', '?')}; {last_good['image']} keeps running: {why}")
+        deployment = self._deployment(inst, last_good["template"])
+        progress = self._observe(inst, deployment)
+        self._write(inst, {**workload_status(progress, inst.generation, held=(outcome, why)),
+                           **_replica_fields(progress), "currentImage": _image(deployment),
+                           "templateHash": desired_hash, "observedGeneration": inst.generation})
 
-    # --- rollouts -----------------------------------------------------------------------------------
+    # --- rollout attempts ---------------------------------------------------------------------------
 
-    def _rollout(self, inst: Instance, desired: dict[str, Any], desired_hash: str, last_good: dict[str, Any]) -> None:
+    def _start_attempt(self, inst: Instance, desired_hash: str, last_good: dict[str, Any]) -> None:
         spec = inst.spec
-        rollout = copy.deepcopy(inst.status.get("rollout"))
-        if rollout and rollout.get("id") != desired_hash:
-            # The spec moved on mid-rollout: the new template starts its own rollout, with its own backup.
-            self._write(inst, {"history": self._history(inst, rollout, "Superseded", f"superseded by {spec.image}")})
-        if not rollout or rollout.get("id") != desired_hash:
-            rollout = {"id": desired_hash, "image": spec.image, "fromImage": last_good["image"],
-                       "step": "BackingUp" if spec.backup_enabled else "RollingOut", "startedAt": now_iso()}
-            inst.event("Normal", "RolloutStarted", f"rolling out {spec.image} (from {last_good['image']})")
-            self._record_step(inst, rollout)
+        number = int(inst.status.get("attempts") or 0) + 1
+        attempt = {"id": attempt_id(desired_hash, number), "number": number, "templateHash": desired_hash,
+                   "image": spec.image, "fromImage": last_good["image"], "fromTemplateHash": last_good["templateHash"],
+                   "step": first_step(spec.backup_enabled).value, "startedAt": self.now_iso()}
+        retry = " (retry)" if inst.retry_requested else ""
+        self._event(inst, "Normal", "RolloutStarted",
+                    f"attempt {attempt['id']}{retry}: rolling out {spec.image} (from {last_good['image']})", attempt)
+        update = {"attempts": number, "templateHash": desired_hash}
+        if inst.retry_requested:
+            update["retryToken"] = inst.retry_token
+        self._record(inst, attempt, **update)
 
-        if rollout["step"] == "BackingUp":
-            self._step_backup(inst, rollout, last_good)
-        if rollout["step"] == "RollingOut":
-            self._apply_deployment(inst, desired)
-            rollout.update(step="Verifying", verifyingSince=now_iso())
-            self._record_step(inst, rollout, currentImage=spec.image)
-        if rollout["step"] == "Verifying":
-            self._step_verify(inst, rollout, desired, desired_hash)
-        if rollout["step"] in ("RestoringDatabase", "RollingBack"):
-            self._step_roll_back(inst, rollout, last_good)
+    def _spec_events(self, inst: Instance, attempt: dict[str, Any], desired_hash: str,
+                     last_good: dict[str, Any]) -> list[On]:
+        events = []
+        if desired_hash != attempt["templateHash"]:
+            events.append(On.REVERTED if desired_hash == last_good["templateHash"] else On.SUPERSEDED)
+        if not inst.spec.rollback_restore_database:
+            events.append(On.WAIVED)
+        if inst.retry_requested:
+            events.append(On.RETRY)
+        return events
 
-    def _record_step(self, inst: Instance, rollout: dict[str, Any], **extra: Any) -> None:
-        step = rollout["step"]
-        message = {
-            "BackingUp": f"backing the database up before rolling out {rollout['image']}",
-            "RollingOut": f"rolling out {rollout['image']}",
-            "Verifying": f"waiting for {rollout['image']} to become available and healthy",
-            "RestoringDatabase": "restoring the pre-rollout database backup",
-            "RollingBack": f"rolling back to {rollout['fromImage']}",
-        }[step]
-        self._write(inst, {"phase": step, "message": message, "rollout": rollout, "observedGeneration": inst.generation,
-                           "conditions": [condition("Progressing", True, step, message, inst.generation)], **extra})
+    def _drive(self, inst: Instance, attempt: dict[str, Any], desired: dict[str, Any], desired_hash: str) -> bool:
+        """Run the attempt's steps as far as they go now; True once it has ended."""
+        last_good = inst.status["lastGood"]
+        spec_events = self._spec_events(inst, attempt, desired_hash, last_good)
+        while True:
+            step = Step(attempt["step"])
+            restore = inst.spec.rollback_restore_database and bool(attempt.get("backupLocation"))
+            nxt, event, detail = step, On.RUNNING, ""
+            for event in spec_events:  # what the spec asks comes first, in every step
+                nxt = decide(step, event, restore)
+                if nxt != step:
+                    break
+            if On.RETRY in spec_events:  # a retry is acted upon once, by whichever step meets it
+                spec_events.remove(On.RETRY)
+                if nxt == step:
+                    self._event(inst, "Normal", "RetryIgnored", f"attempt {attempt['id']} is in step {step.value}: "
+                                "a retry applies to a failed rollout or a failed restore")
+                elif event is On.RETRY:
+                    attempt["restoreRound"] = int(attempt.get("restoreRound") or 1) + 1
+                self._write(inst, {"retryToken": inst.retry_token})
+            if nxt == step:
+                event, detail = self._act(inst, attempt, step, desired, last_good)
+                nxt = decide(step, event, restore)
+            if nxt == step:
+                raise Waiting(detail or f"{step.value} is under way")
+            if isinstance(nxt, Result):
+                self._finish(inst, attempt, nxt, detail or _why(nxt, event, attempt), desired, desired_hash)
+                return True
+            attempt["step"] = nxt.value
+            self._record(inst, attempt)
 
-    def _step_backup(self, inst: Instance, rollout: dict[str, Any], last_good: dict[str, Any]) -> None:
+    def _act(self, inst: Instance, attempt: dict[str, Any], step: Step, desired: dict[str, Any],
+             last_good: dict[str, Any]) -> tuple[On, str]:
+        """The step's one idempotent action, and what it shows: RUNNING, DONE or FAILED, with why."""
         owner, spec = inst.owner, inst.spec
-        if "backupKey" not in rollout:
-            key = builders.backup_key(owner.name, last_good["image"], rollout["id"], rollout["startedAt"])
-            rollout.update(backupKey=key)
-            self._record_step(inst, rollout)
-        kept = f"nothing was rolled out; {rollout['fromImage']} keeps running"
-        if not spec.backup_target:
-            self._backup_failed(inst, rollout, "spec.backup is enabled but spec.minio is incomplete (endpoint, "
-                                               f"bucket, accessKeySecretRef, secretKeySecretRef): {kept}")
-            return
-        job = builders.backup_job(owner, spec, last_good["image"], rollout["id"], rollout["backupKey"])
-        name = job["metadata"]["name"]
-        if self._run_job(inst, job, "BackupStarted", f"backs the database up to {rollout['backupKey']}") == "Failed":
-            self._backup_failed(inst, rollout, f"backup Job {name} failed: {kept}")
-            return
-        location = f"s3://{spec.minio_bucket}/{rollout['backupKey']}"
-        rollout["step"] = "RollingOut"
-        inst.event("Normal", "BackupCompleted", f"database backed up to {location}")
-        self._record_step(inst, rollout, lastBackup={"name": name, "time": now_iso(), "location": location})
+        settings = self._last_good_settings(inst, last_good)
+        aid = attempt["id"]
+        if step is Step.BACKING_UP:
+            if not settings.backup_target:
+                return On.FAILED, ("spec.backup is enabled but spec.minio is incomplete (endpoint, bucket, "
+                                   "accessKeySecretRef, secretKeySecretRef): nothing was rolled out; "
+                                   f"{attempt['fromImage']} keeps running")
+            if "backupKey" not in attempt:
+                attempt["backupKey"] = builders.backup_key(owner.namespace, owner.name, last_good["image"], aid,
+                                                           attempt["startedAt"])
+                self._record(inst, attempt)
+            job = builders.backup_job(owner, spec, last_good["image"], aid, attempt["backupKey"], settings)
+            state = self._run_job(inst, attempt, job, "BackupStarted", f"backs the database up to {attempt['backupKey']}")
+            if state is On.DONE:
+                location = f"s3://{settings.minio_bucket}/{attempt['backupKey']}"
+                attempt["backupLocation"] = location
+                self._event(inst, "Normal", "BackupCompleted", f"database backed up to {location}", attempt)
+                inst.pending = {"lastBackup": {"name": job["metadata"]["name"], "time": self.now_iso(),
+                                                          "location": location, "attempt": aid}}
+            if state is On.FAILED:
+                return state, (f"backup Job {job['metadata']['name']} failed: nothing was rolled out; "
+                               f"{attempt['fromImage']} keeps running")
+            return state, f"Job {job['metadata']['name']} is running"
+        if step is Step.MIGRATING:
+            job = builders.migration_job(owner, spec, aid)
+            state = self._run_job(inst, attempt, job, "MigrationStarted", f"migrates the database for {spec.image}")
+            if state is On.FAILED:
+                return state, (f"migration Job {job['metadata']['name']} failed (transactional: the database is "
+                               f"unchanged): nothing was rolled out; {attempt['fromImage']} keeps running")
+            return state, f"Job {job['metadata']['name']} is running"
+        if step is Step.ROLLING_OUT:
+            self._deployment(inst, desired)
+            attempt["verifyingSince"] = self.now_iso()
+            return On.DONE, ""
+        if step is Step.VERIFYING:
+            return self._verify(inst, attempt, desired)
+        if step is Step.RESTORING_DATABASE:
+            # Neither version may write while the database goes back in time: every pod gone, as listed.
+            progress = self._observe(inst, self._deployment(inst, last_good["template"], replicas=0))
+            if progress.pods:
+                return On.RUNNING, f"waiting for {progress.pods} pods of the instance to be gone before the restore"
+            round_ = int(attempt.get("restoreRound") or 1)
+            job = builders.restore_job(owner, spec, last_good["image"], aid, attempt["backupLocation"], settings, round_)
+            state = self._run_job(inst, attempt, job, "RestoreStarted", f"restores {attempt['backupLocation']}")
+            if state is On.DONE:
+                attempt["restored"] = True
+            if state is On.FAILED:
+                attempt["restored"] = False
+                self._event(inst, "Warning", "RestoreFailed",
+                            f"restore Job {job['metadata']['name']} failed; the pods stay down", attempt)
+            return state, f"Job {job['metadata']['name']} is running"
+        if step is Step.RESTORE_FAILED:
+            self._deployment(inst, last_good["template"], replicas=0)
+            return On.RUNNING, (f"restoring {attempt['backupLocation']} failed; the pods stay down: set the "
+                                f"annotation {RETRY_ANNOTATION} to restore again, or spec.rollback.restoreDatabase: "
+                                "false to start the last good version on the database as it is")
+        # Step.ROLLING_BACK
+        self._deployment(inst, last_good["template"])
+        return On.DONE, ""
 
-    def _run_job(self, inst: Instance, job: dict[str, Any], started_reason: str, what: str) -> str:
-        """Create `job` once (its name is the rollout's) and return 'Complete' or 'Failed'; Waiting while it runs."""
-        name = job["metadata"]["name"]
-        live = self.kube.get("batch/v1", "Job", inst.owner.namespace, name)
-        if live is None:
-            live = self.kube.apply(job)
-            inst.event("Normal", started_reason, f"Job {name} {what}")
-        state = job_state(live)
-        if state is None:
-            raise Waiting(f"Job {name} is running")
-        return state
-
-    def _backup_failed(self, inst: Instance, rollout: dict[str, Any], message: str) -> None:
-        inst.event("Warning", "BackupFailed", message)
-        self._finish(inst, rollout, "BackupFailed", message)
-
-    def _step_verify(self, inst: Instance, rollout: dict[str, Any], desired: dict[str, Any], desired_hash: str) -> None:
-        owner, spec = inst.owner, inst.spec
-        deployment = self._apply_deployment(inst, desired)
-        progress = Progress.of(deployment)
-        deadline = _parse_time(rollout["verifyingSince"]) + datetime.timedelta(seconds=spec.rollout_timeout_seconds)
+    def _verify(self, inst: Instance, attempt: dict[str, Any], desired: dict[str, Any]) -> tuple[On, str]:
+        spec = inst.spec
+        deployment = self._deployment(inst, desired)
+        progress = self._observe(inst, deployment, attempt["templateHash"])
+        since = datetime.datetime.fromisoformat(attempt["verifyingSince"].replace("Z", "+00:00"))
+        deadline = since + datetime.timedelta(seconds=spec.rollout_timeout_seconds)
         failure = None
-        if progress.complete and _deployment_hash(deployment) == desired_hash:
-            failure = self.check_health(builders.health_base_url(owner, spec)) if spec.rollout_health_checks else None
+        if progress.complete and _deployment_hash(deployment) == attempt["templateHash"]:
+            failure = self._gate(inst, attempt["templateHash"])
             if failure is None:
                 message = f"{spec.image} is available and healthy: {progress.describe()}"
-                inst.event("Normal", "RolloutSucceeded", message)
-                self._finish(inst, rollout, "Succeeded", message, lastGood=_last_good(spec, desired, desired_hash),
-                             lastGoodImage=spec.image, **_replica_fields(progress))
-                return
+                self._event(inst, "Normal", "RolloutSucceeded", message, attempt)
+                return On.DONE, message
             failure = f"health check failed: {failure}"
         elif progress.deadline_exceeded:
             failure = f"Deployment exceeded its progress deadline ({progress.describe()})"
         if self.clock() < deadline and not progress.deadline_exceeded:
             self._write(inst, _replica_fields(progress))
-            raise Waiting(f"verifying {spec.image}: {failure or progress.describe()}")
+            return On.RUNNING, f"verifying {spec.image}: {failure or progress.describe()}"
         reason = failure or f"not available within {spec.rollout_timeout_seconds}s ({progress.describe()})"
-        restore = spec.rollback_restore_database and inst.status.get("lastBackup") and rollout.get("backupKey")
-        rollout.update(step="RestoringDatabase" if restore else "RollingBack", failure=reason)
-        inst.event("Warning", "RolloutFailed", f"{spec.image}: {reason}; rolling back")
-        self._record_step(inst, rollout)
+        attempt["failure"] = reason
+        self._event(inst, "Warning", "RolloutFailed", f"{spec.image}: {reason}; rolling back", attempt)
+        return On.FAILED, reason
 
-    def _step_roll_back(self, inst: Instance, rollout: dict[str, Any], last_good: dict[str, Any]) -> None:
-        owner, spec = inst.owner, inst.spec
-        if rollout["step"] == "RestoringDatabase":
-            # Stop every pod first: neither version may write while the database goes back in time.
-            stopped = Progress.of(self._apply_deployment(inst, last_good["template"], replicas=0))
-            if stopped.current:
-                raise Waiting(f"waiting for {stopped.current} pods to stop before the restore")
-            location = inst.status["lastBackup"]["location"]
-            job = builders.restore_job(owner, spec, last_good["image"], rollout["id"], location)
-            state = self._run_job(inst, job, "RestoreStarted", f"restores {location}")
-            rollout.update(step="RollingBack", restored=state == "Complete")
-            if state == "Failed":
-                inst.event("Warning", "RestoreFailed",
-                           f"restore Job {job['metadata']['name']} failed; the database was not restored")
-            self._record_step(inst, rollout)
-        deployment = self._apply_deployment(inst, last_good["template"])
-        message = f"rolled back to {last_good['image']}: {rollout.get('failure', 'rollout failed')}"
-        if "restored" in rollout:
-            message += ("; database restored from the pre-rollout backup" if rollout["restored"]
-                        else "; database restore FAILED")
-        inst.event("Warning", "RolledBack", message)
-        self._finish(inst, rollout, "RolledBack", message, currentImage=last_good["image"],
-                     **_replica_fields(Progress.of(deployment)))
+    def _gate(self, inst: Instance, template_hash: str) -> str | None:
+        """What serves: the configured URL, or else every pod of the new template, by its own IP and port."""
+        spec = inst.spec
+        if not spec.rollout_health_checks:
+            return None
+        if spec.rollout_health_check_url:
+            return self.check_health(builders.health_base_url(inst.owner, spec), builders.HEALTH_PATHS)
+        pods = [p for p in self._list_new_pods(inst, template_hash) if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) < spec.replicas:
+            return f"{len(pods)}/{spec.replicas} pods of the new template found"
+        for pod in pods:
+            ip = (pod.get("status") or {}).get("podIP")
+            if not ip:
+                return f"pod {pod['metadata']['name']} has no IP"
+            host = f"[{ip}]" if ":" in ip else ip
+            failure = self.check_health(f"http://{host}:{spec.port}", builders.POD_HEALTH_PATHS)
+            if failure:
+                return f"pod {pod['metadata']['name']}: {failure}"
+        return None
 
-    def _finish(self, inst: Instance, rollout: dict[str, Any], result: str, message: str, **extra: Any) -> None:
-        """Close a rollout: phase, conditions, a history entry; a failed template is not tried again."""
-        failed = result != "Succeeded"
-        update = {
-            # Still serving (the last good version) after a failed rollout, hence Ready but Degraded.
-            **summary("Ready" if not failed else result, message, inst.generation, result,
-                      ready=True, progressing=False, degraded=failed),
-            "rollout": None,
-            "history": self._history(inst, rollout, result, message),
-            "observedGeneration": inst.generation,
-            **extra,
-        }
-        if failed:
-            update["failedTemplateHash"] = rollout["id"]
+    def _run_job(self, inst: Instance, attempt: dict[str, Any], job: dict[str, Any], started: str, what: str) -> On:
+        """Create `job` once and say how it went. A Job of that name from another attempt is never trusted."""
+        name = job["metadata"]["name"]
+        live = self.kube.get("batch/v1", "Job", inst.owner.namespace, name)
+        if live is not None and not _belongs(live, attempt["id"], inst.owner.uid):
+            raise Waiting(f"Job {name} belongs to another attempt or AdminApi; waiting for it to be removed", 5)
+        if live is None:
+            live = self.kube.apply(job)
+            self._event(inst, "Normal", started, f"Job {name} {what}", attempt, key=name)
+        state = job_state(live)
+        return {"Complete": On.DONE, "Failed": On.FAILED}.get(state, On.RUNNING)
+
+    def _finish(self, inst: Instance, attempt: dict[str, Any], result: Result, message: str,
+                desired: dict[str, Any], desired_hash: str) -> None:
+        """Close an attempt: its history entry and, for a failure, the template marked as not to try again."""
+        spec, last_good = inst.spec, inst.status["lastGood"]
+        update: dict[str, Any] = {"rollout": None, "observedGeneration": inst.generation}
+        if result is Result.SUCCEEDED:
+            update.update(lastGood=self._last_good(inst, desired, desired_hash), lastGoodImage=spec.image,
+                          failedTemplateHash=None)
+        elif result in (Result.BACKUP_FAILED, Result.MIGRATION_FAILED, Result.ROLLED_BACK):
+            update["failedTemplateHash"] = attempt["templateHash"]
+            if result is Result.ROLLED_BACK:
+                message = f"rolled back to {last_good['image']}: {attempt.get('failure', 'rollout failed')}"
+                if "restored" in attempt:
+                    message += ("; database restored from the pre-rollout backup" if attempt["restored"]
+                                else "; database restore FAILED")
+        reason = {Result.SUCCEEDED: "RolloutSucceeded", Result.SUPERSEDED: "RolloutSuperseded",
+                  Result.CANCELLED: "RolloutCancelled"}.get(result, result.value)
+        if result is not Result.SUCCEEDED:  # RolloutSucceeded was posted by the gate, with the counts
+            self._event(inst, "Normal" if result in (Result.SUPERSEDED, Result.CANCELLED) else "Warning",
+                        reason, message, attempt)
+        update["history"] = self._history(inst, attempt, result, message)
+        deployment = self.kube.get("apps/v1", "Deployment", inst.owner.namespace, builders.object_name(inst.owner.name))
+        progress = self._observe(inst, deployment) if deployment else Progress.of(None)
+        held = (result.value, message) if update.get("failedTemplateHash") else None
+        update.update(workload_status(progress, inst.generation, held=held), **_replica_fields(progress))
+        if deployment:
+            update["currentImage"] = _image(deployment)
         self._write(inst, update)
 
-    @staticmethod
-    def _history(inst: Instance, rollout: dict[str, Any], result: str, message: str) -> list[dict[str, Any]]:
-        entry = {"image": rollout["image"], "fromImage": rollout["fromImage"], "templateHash": rollout["id"],
-                 "outcome": result, "startedAt": rollout["startedAt"], "finishedAt": now_iso(), "message": message}
+    def _history(self, inst: Instance, attempt: dict[str, Any], result: Result, message: str) -> list[dict[str, Any]]:
+        entry = {"attempt": attempt["id"], "image": attempt.get("image"), "fromImage": attempt.get("fromImage"),
+                 "templateHash": attempt["templateHash"], "outcome": result.value,
+                 "startedAt": attempt.get("startedAt"), "finishedAt": self.now_iso(), "message": message}
+        if attempt.get("backupLocation"):
+            entry["backup"] = attempt["backupLocation"]
         return ([entry] + list(inst.status.get("history") or []))[:HISTORY_LENGTH]
 
-    # --- status -------------------------------------------------------------------------------------
+    def _record(self, inst: Instance, attempt: dict[str, Any], **extra: Any) -> None:
+        """Write the attempt's step (before acting on it), with phase and conditions from what is observed."""
+        step = Step(attempt["step"])
+        message = {
+            Step.BACKING_UP: f"backing the database up before rolling out {attempt['image']}",
+            Step.MIGRATING: f"migrating the database for {attempt['image']}",
+            Step.ROLLING_OUT: f"rolling out {attempt['image']}",
+            Step.VERIFYING: f"waiting for {attempt['image']} to become available and healthy",
+            Step.RESTORING_DATABASE: f"restoring {attempt.get('backupLocation')} with every pod stopped",
+            Step.RESTORE_FAILED: f"restoring {attempt.get('backupLocation')} failed; the pods stay down",
+            Step.ROLLING_BACK: f"rolling back to {attempt['fromImage']}",
+        }[step]
+        deployment = self.kube.get("apps/v1", "Deployment", inst.owner.namespace, builders.object_name(inst.owner.name))
+        progress = self._observe(inst, deployment) if deployment else Progress.of(None)
+        update = {**step_status(step.value, f"attempt {attempt['id']}: {message}", progress, inst.generation,
+                                degraded=step is Step.RESTORE_FAILED),
+                  **_replica_fields(progress), "rollout": attempt, "observedGeneration": inst.generation,
+                  **inst.pending, **extra}
+        inst.pending = {}
+        self._write(inst, update)
+
+    def _last_good(self, inst: Instance, template: dict[str, Any], template_hash: str) -> dict[str, Any]:
+        # The spec too (it holds only references to Secrets): backups and restores use the last good settings.
+        return {"templateHash": template_hash, "image": inst.spec.image, "template": template,
+                "spec": inst.raw_spec, "since": self.now_iso()}
+
+    def _last_good_settings(self, inst: Instance, last_good: dict[str, Any]) -> AdminApiSpec:
+        """The settings (database, object storage) of the version that last ran well."""
+        if last_good.get("spec"):
+            try:
+                return AdminApiSpec.parse(last_good["spec"], inst.owner.name)
+            except InvalidSpec:
+                pass
+        return inst.spec
+
+    # --- events and status --------------------------------------------------------------------------
+
+    def _event(self, inst: Instance, type_: str, reason: str, message: str,
+               attempt: dict[str, Any] | None = None, key: str | None = None) -> None:
+        """Posted now, before the status write of its step; an attempt's Events exist once even if repeated."""
+        involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": inst.body["metadata"]}
+        event_key = f"{attempt['id']}/{reason}/{key or ''}" if attempt else None
+        self.kube.post_event(involved, type_, reason, message, key=event_key)
+        inst.outcome.events.append(Event(type_, reason, message))
 
     def _write(self, inst: Instance, update: dict[str, Any]) -> None:
-        self._write_status(inst.owner, inst.status, update)
-
-    def _write_status(self, owner: Owner, status: dict[str, Any], update: dict[str, Any]) -> None:
         """Patch the status, keeping condition transition times, and mirror it into `status`."""
+        status = inst.status
+        update = dict(update)
         if "conditions" in update:
-            update = {**update, "conditions": merge_conditions(status.get("conditions"), update["conditions"], now_iso())}
+            update["conditions"] = merge_conditions(status.get("conditions"), update["conditions"], self.now_iso())
         if all(status.get(k) == v for k, v in update.items()):
             return
         present = {k for k, v in status.items() if v is not None}
-        self.kube.patch_adminapi_status(owner.namespace, owner.name, update, present=present)
+        inst.resource_version = self.kube.patch_adminapi_status(
+            inst.owner.namespace, inst.owner.name, update, present=present, resource_version=inst.resource_version)
         status.update(copy.deepcopy(update))
 
 
-def _last_good(spec: AdminApiSpec, template: dict[str, Any], template_hash: str) -> dict[str, Any]:
-    return {"templateHash": template_hash, "image": spec.image, "template": template, "since": now_iso()}
+def _why(result: Result, event: On, attempt: dict[str, Any]) -> str:
+    if result is Result.SUPERSEDED:
+        return "superseded by a newer spec"
+    if result is Result.CANCELLED:
+        return f"cancelled: the spec asks for the last good version ({attempt['fromImage']}) again"
+    return f"{result.value} ({event.value})"
 
 
 def _replica_fields(progress: Progress) -> dict[str, Any]:
@@ -357,6 +515,36 @@ def _deployment_hash(deployment: dict[str, Any] | None) -> str | None:
     return ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(builders.TEMPLATE_HASH_ANNOTATION)
 
 
+def _applied_hash(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(builders.APPLIED_HASH_ANNOTATION)
+
+
+def _image(deployment: dict[str, Any]) -> str | None:
+    containers = ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or [{}]
+    return containers[0].get("image")
+
+
+def _belongs(job: dict[str, Any], attempt: str, owner_uid: str) -> bool:
+    meta = job["metadata"]
+    return ((meta.get("labels") or {}).get(builders.ATTEMPT_LABEL) == attempt
+            and any(ref.get("uid") == owner_uid for ref in meta.get("ownerReferences") or ()))
+
+
+_QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+
+
+def _same_value(live: Any, desired: Any) -> bool:
+    """Equal as stored: the server canonicalises quantities (`1000m` is stored `1`, `0.5` as `500m`)."""
+    if isinstance(live, bool) or isinstance(desired, bool):
+        return live is desired
+    if live == desired:
+        return True
+    if isinstance(live, (str, int)) and isinstance(desired, (str, int)) \
+            and _QUANTITY.match(str(live)) and _QUANTITY.match(str(desired)):
+        return parse_quantity(live) == parse_quantity(desired)
+    return False
+
+
 def contains(live: Any, desired: Any) -> bool:
     """Whether every field we set has our value in the live object (the server adds defaults around them)."""
     if isinstance(desired, dict):
@@ -364,4 +552,4 @@ def contains(live: Any, desired: Any) -> bool:
             contains(live[k], v) if k in live else v in ({}, [], None) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(live) == len(desired) and all(map(contains, live, desired))
-    return live == desired
+    return _same_value(live, desired)

@@ -1,11 +1,14 @@
 """`admin-api`: the service's console script.
 
     admin-api serve [--host H] [--port P]              run the API (uvicorn)
-    admin-api migrate                                   apply schema migrations (+ bootstrap admin)
+    admin-api migrate                                   apply pending migrations, all in one transaction
+                                                        (+ bootstrap admin)
     admin-api create-user USERNAME [--admin] --password-stdin
-    admin-api backup --instance NAME [--key KEY] [--retention N]
+    admin-api backup --namespace NS --instance NAME [--key NS/NAME/...] [--retention N]
                                                         pg_dump into object storage; prints one JSON line
-    admin-api restore s3://BUCKET/KEY                   pg_restore such a backup; prints one JSON line
+    admin-api restore s3://BUCKET/KEY                   make the database exactly that backup's; one JSON line
+    admin-api reindex                                   re-ingest every document from its stored original
+                                                        (after EMBEDDING_MODEL changed); the service's workers do it
 
 Exit codes: 0 ok, 1 the command failed, 2 bad usage or configuration.
 """
@@ -22,6 +25,7 @@ from collections.abc import Sequence
 
 import asyncpg
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from admin_api.backup import BackupError
 from admin_api.settings import BackupSettings, DatabaseSettings, Settings, describe_config_error
@@ -61,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
     serve.set_defaults(command=serve_command)
 
-    migrate = commands.add_parser("migrate", help="apply database migrations (safe to run concurrently)")
+    migrate = commands.add_parser(
+        "migrate", help="apply all pending database migrations in one transaction (safe to run concurrently)"
+    )
     migrate.set_defaults(command=migrate_command)
 
     create_user = commands.add_parser("create-user", help="create a user; the password is read from stdin")
@@ -76,17 +82,30 @@ def _parser() -> argparse.ArgumentParser:
         "backup", help="dump the database into object storage (MINIO_*), print one JSON line describing it"
     )
     backup.add_argument(
+        "--namespace", required=True, type=_namespace_name, metavar="NS", help="the instance's namespace"
+    )
+    backup.add_argument(
         "--instance", required=True, type=_instance_name, metavar="NAME", help="the instance the backup is of"
     )
-    backup.add_argument("--key", help="object key (default: INSTANCE/<UTC time>-<version>.dump)")
     backup.add_argument(
-        "--retention", type=_positive_int, metavar="N", help="then keep only the newest N backups of the instance"
+        "--key", help="object key, under NS/NAME/ (default: NS/NAME/<UTC time>-<version>.dump)"
+    )
+    backup.add_argument(
+        "--retention",
+        type=_positive_int,
+        metavar="N",
+        help="then keep only the newest N complete backups of this instance (NS/NAME)",
     )
     backup.set_defaults(command=backup_command)
 
     restore = commands.add_parser("restore", help="restore a backup into DATABASE_URL (checksum verified first)")
     restore.add_argument("location", type=_location, help="s3://BUCKET/KEY, as printed by `admin-api backup`")
     restore.set_defaults(command=restore_command)
+
+    reindex = commands.add_parser(
+        "reindex", help="queue every document to be indexed again from its original (e.g. after a model change)"
+    )
+    reindex.set_defaults(command=reindex_command)
     return parser
 
 
@@ -95,6 +114,15 @@ def _instance_name(value: str) -> str:
 
     try:
         return validate_instance(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _namespace_name(value: str) -> str:
+    from admin_api.backup.service import validate_namespace
+
+    try:
+        return validate_namespace(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -153,9 +181,10 @@ def migrate_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     bootstrap = _bootstrap_admin(settings)
     try:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url)  # all pending migrations in one transaction
     except Exception as error:
-        raise CommandError(f"migrate failed: {_explain_db_error(error)}") from None
+        reason = _explain_migration_error(error, settings)
+        raise CommandError(f"migrate failed, nothing was applied: {reason}") from None
     log.info("migrations applied")
     if bootstrap is not None:
         username, password = bootstrap
@@ -185,7 +214,7 @@ def create_user_command(args: argparse.Namespace) -> int:
 def backup_command(args: argparse.Namespace) -> int:
     from admin_api.backup.service import backup
 
-    result = backup(BackupSettings(), args.instance, key=args.key, retention=args.retention)
+    result = backup(BackupSettings(), args.namespace, args.instance, key=args.key, retention=args.retention)
     print(json.dumps(result.as_dict()), flush=True)
     return 0
 
@@ -196,6 +225,26 @@ def restore_command(args: argparse.Namespace) -> int:
     result = restore(BackupSettings(), args.location)
     print(json.dumps(result.as_dict()), flush=True)
     return 0
+
+
+def reindex_command(args: argparse.Namespace) -> int:
+    """Only the queue changes here: the running service's ingestion workers (any replica) rebuild each
+    document under the configured model, which the embedded index needs (it serves one process only)."""
+    settings = DatabaseSettings()
+    count = _run_db(_requeue_documents(settings))
+    print(f"queued {count} document(s) to be indexed again; they show status 'processing' until the service's "
+          "ingestion workers have rebuilt them")
+    return 0
+
+
+async def _requeue_documents(settings: DatabaseSettings) -> int:
+    from admin_api.documents import repository
+
+    connection = await asyncpg.connect(settings.asyncpg_dsn, timeout=10)
+    try:
+        return await repository.requeue_all(connection)
+    finally:
+        await connection.close()
 
 
 def _read_password() -> str:
@@ -251,11 +300,27 @@ def _run_db(coroutine):
         raise CommandError(_explain_db_error(error)) from None
 
 
+def _explain_migration_error(error: BaseException, settings: DatabaseSettings) -> str:
+    """What the server (or the migration's code) said, on one line; connection failures as for every command."""
+    root = _root_cause(error)
+    if isinstance(root, (OSError, TimeoutError, asyncpg.InvalidPasswordError, asyncpg.InvalidCatalogNameError)):
+        return _explain_db_error(error)
+    message = " ".join(str(root).split())[:300]
+    password = make_url(settings.database_url).password
+    if password:
+        message = message.replace(password, "***")
+    return f"{type(root).__name__}: {message}" if message else type(root).__name__
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while getattr(error, "orig", None) is not None or error.__cause__ is not None:
+        error = getattr(error, "orig", None) or error.__cause__
+    return error
+
+
 def _explain_db_error(error: BaseException) -> str:
     """Name the failure without echoing the URL (it holds the password)."""
-    root = error
-    while getattr(root, "orig", None) is not None or root.__cause__ is not None:
-        root = getattr(root, "orig", None) or root.__cause__
+    root = _root_cause(error)
     if isinstance(root, (OSError, TimeoutError)):
         return f"cannot reach the database ({type(root).__name__})"
     if isinstance(root, asyncpg.InvalidPasswordError):

@@ -10,7 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -32,6 +33,10 @@ from admin_api.core.middleware import (
 )
 from admin_api.core.redis import create_redis
 from admin_api.core.resources import Resources
+from admin_api.documents.router import PATH as DOCUMENTS_PATH
+from admin_api.documents.router import router as documents_router
+from admin_api.documents.runtime import open_documents
+from admin_api.documents.service import DocumentsError
 from admin_api.health.router import router as health_router
 from admin_api.history.router import router as history_router
 from admin_api.settings import Settings
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 # With cli.GRACEFUL_SHUTDOWN_SECONDS, within the pod's terminationGracePeriodSeconds (30 s).
 POOL_CLOSE_TIMEOUT_SECONDS = 5
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,13 +58,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = await create_pool(settings)
         redis = create_redis(settings)
         llm = build_llm_client(settings)
-        resources = Resources(settings=settings, pool=pool, redis=redis, metrics=metrics, llm=llm)
+        documents = open_documents(settings, pool)  # and its ingestion workers
+        resources = Resources(settings=settings, pool=pool, redis=redis, metrics=metrics, llm=llm, documents=documents)
         app.state.resources = resources
         log.info("admin-api started", extra={"version": settings.app_version})
         try:
             yield
         finally:
             resources.shutting_down.set()
+            if documents is not None:
+                await documents.close()
             await llm.close()
             await redis.aclose()
             try:
@@ -74,11 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         middleware=build_middleware(settings, metrics),
     )
     install_exception_handlers(app)
+    app.add_exception_handler(DocumentsError, _documents_error)
 
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(history_router)
     app.include_router(chat_router)  # admin_api/chat: POST /api/v1/chat/send
+    app.include_router(documents_router)  # admin_api/documents: /api/v1/documents
     app.include_router(web_router)  # admin_api/web: the chat page at /
 
     @app.get("/metrics", include_in_schema=False)
@@ -86,6 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return app
+
+
+async def _documents_error(request: Request, error: DocumentsError) -> JSONResponse:
+    headers = {"Retry-After": "5"} if error.status_code == 503 else None
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
 
 
 def begin_shutdown(app: FastAPI) -> None:
@@ -107,11 +123,16 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", REPLAYED_HEADER],
         ),
         Middleware(ErrorBoundaryMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-        Middleware(CsrfMiddleware, allowed_origins=settings.cors_origins),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.max_body_bytes,
+            # The file may be MAX_UPLOAD_BYTES; the multipart framing around it a little more.
+            limits_by_path={DOCUMENTS_PATH: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+        ),
+        Middleware(CsrfMiddleware, allowed_origins=settings.cors_origins, multipart_paths=[DOCUMENTS_PATH]),
     ]

@@ -6,9 +6,9 @@ ValidationError; `describe_config_error` turns it into one line naming the varia
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -71,7 +71,8 @@ class Settings(DatabaseSettings):
     # NoDecode: a comma-separated list, not the JSON pydantic-settings expects for lists by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # Documents and retrieval (a later issue): optional until then.
+    # Documents and retrieval (admin_api.documents): on when MINIO_*, EMBEDDING_MODEL_ENDPOINT and
+    # EMBEDDING_MODEL are set (`documents_enabled`); otherwise the documents API answers 503.
     minio_endpoint: str | None = None
     minio_access_key: SecretStr | None = None
     minio_secret_key: SecretStr | None = None
@@ -80,7 +81,31 @@ class Settings(DatabaseSettings):
     qdrant_host: str | None = None
     qdrant_port: int = Field(default=6333, ge=1, le=65535)
     qdrant_api_key: SecretStr | None = None
+    qdrant_https: bool = False
+    # Without QDRANT_HOST: Qdrant's embedded mode keeps the index here (one process only).
+    qdrant_path: str = "/tmp/admin-api-qdrant"
     embedding_model_endpoint: AnyHttpUrl | None = None
+    embedding_model: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+    embedding_timeout_seconds: float = Field(default=30, gt=0)
+    embedding_max_retries: int = Field(default=3, ge=0, le=10)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_document_pages: int = Field(default=500, ge=1)
+    max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # DOCX (zip) bomb guard
+    max_document_chars: int = Field(default=2_000_000, ge=1000)
+    chunk_tokens: int = Field(default=500, ge=16, le=8192)
+    chunk_overlap_tokens: int = Field(default=50, ge=0)
+    # A Hugging Face tokenizer.json (e.g. the embedding model's own) to count tokens exactly; without it,
+    # words and punctuation are counted (BERT's pre-tokenizer), which never needs a download.
+    chunk_tokenizer_file: str | None = None
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_mode: Literal["dense", "hybrid"] = "hybrid"
+    ingestion_workers: int = Field(default=1, ge=0, le=16)
+    ingestion_lease_seconds: int = Field(default=300, ge=5)
+    ingestion_poll_seconds: float = Field(default=2, gt=0)
+    ingestion_max_attempts: int = Field(default=3, ge=1)
+    storage_concurrency: int = Field(default=4, ge=1, le=64)
 
     # Our own knobs, with safe defaults.
     cookie_secure: bool = True
@@ -93,6 +118,23 @@ class Settings(DatabaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
+
+    @property
+    def documents_enabled(self) -> bool:
+        return bool(
+            self.minio_endpoint
+            and self.minio_access_key
+            and self.minio_secret_key
+            and self.minio_bucket
+            and self.embedding_model_endpoint
+            and self.embedding_model
+        )
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -1,5 +1,6 @@
 """When the API server is away or overloaded, the operator retries in seconds (a real HTTP server answers
-503, or nothing listens), instead of failing or waiting Kopf's default minute."""
+503, or nothing listens), instead of failing or waiting Kopf's default minute: `_reconcile` says when to
+come back, and the handlers put that into the operator's own queue (never dropped, whatever triggered it)."""
 from __future__ import annotations
 
 import http.server
@@ -9,9 +10,8 @@ import threading
 
 import kopf
 import kubernetes
-import pytest
 
-from adminapi_operator.handlers import _reconcile
+from adminapi_operator.handlers import RETRY_SECONDS, _reconcile
 from adminapi_operator.kube import Kube
 from adminapi_operator.reconcile import Reconciler
 
@@ -40,17 +40,14 @@ def test_an_overloaded_api_server_is_retried_soon():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(kopf.TemporaryError) as error:
-            _reconcile("ns", "name", memo_for(f"http://127.0.0.1:{server.server_port}"), logging.getLogger())
+        delay = _reconcile("ns", "name", memo_for(f"http://127.0.0.1:{server.server_port}"), logging.getLogger())
     finally:
         server.shutdown()
-    assert error.value.delay == 5 and "503" in str(error.value)
+    assert delay == RETRY_SECONDS == 5
 
 
 def test_an_unreachable_api_server_is_retried_soon():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
-    with pytest.raises(kopf.TemporaryError) as error:
-        _reconcile("ns", "name", memo_for(f"http://127.0.0.1:{port}"), logging.getLogger())
-    assert error.value.delay == 5 and "unreachable" in str(error.value)
+    assert _reconcile("ns", "name", memo_for(f"http://127.0.0.1:{port}"), logging.getLogger()) == RETRY_SECONDS

@@ -20,11 +20,12 @@ def all_objects(owner, spec):
         builders.deployment(owner, spec, template),
         builders.service(owner, spec),
         builders.bootstrap_secret(owner, "admin", "generated"),
-        builders.backup_job(owner, spec, "admin-api:0.9.0", "a" * 16, "k/key.dump"),
-        builders.restore_job(owner, spec, "admin-api:0.9.0", "a" * 16, "s3://b/k/key.dump"),
+        builders.backup_job(owner, spec, "admin-api:0.9.0", "a" * 10 + "-1", "k/key.dump"),
+        builders.migration_job(owner, spec, "a" * 10 + "-1"),
+        builders.restore_job(owner, spec, "admin-api:0.9.0", "a" * 10 + "-1", "s3://b/k/key.dump"),
+        builders.pod_disruption_budget(owner, spec),
     ]
-    pdb = builders.pod_disruption_budget(owner, spec)
-    return objs + ([pdb] if pdb else [])
+    return objs
 
 
 def pod_specs(obj):
@@ -103,7 +104,8 @@ def test_service_is_the_guides(owner):
     svc = builders.service(owner, AdminApiSpec.parse(GUIDE_SPEC, owner.name))
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 8001, "targetPort": "http"}]
-    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "admin-api", "app.kubernetes.io/instance": "admin-api"}
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "admin-api", "app.kubernetes.io/instance": "admin-api",
+                                       "app.kubernetes.io/component": "api"}
 
 
 def test_overrides_are_honoured(owner):
@@ -121,13 +123,76 @@ def test_overrides_are_honoured(owner):
     assert template["metadata"]["annotations"] == {"note": "x"}
 
 
-def test_single_replica_has_no_pdb_and_no_anti_affinity(owner):
-    spec = AdminApiSpec.parse({"image": "admin-api:1", "replicas": 1}, owner.name)
-    assert builders.pod_disruption_budget(owner, spec) is None
-    assert "affinity" not in builders.pod_template(owner.name, spec)["spec"]
-    several = AdminApiSpec.parse(GUIDE_SPEC, owner.name)
-    assert builders.pod_disruption_budget(owner, several)["spec"]["maxUnavailable"] == 1
-    assert "podAntiAffinity" in builders.pod_template(owner.name, several)["spec"]["affinity"]
+def test_scaling_changes_neither_the_template_nor_the_set_of_objects(owner):
+    """Issue 9: anti-affinity only for replicas > 1 made 1 -> 2 a template change (a rollout); the PDB came
+    and went with the replicas (a DELETE of an absent PDB every reconcile)."""
+    base = {**GUIDE_SPEC, "qdrant": {"host": "q"}}
+    templates = {builders.template_hash(builders.pod_template(owner.name, AdminApiSpec.parse({**base, "replicas": n},
+                                                                                           owner.name)))
+                 for n in (0, 1, 2, 5)}
+    assert len(templates) == 1
+    for n in (0, 1, 3):
+        pdb = builders.pod_disruption_budget(owner, AdminApiSpec.parse({**base, "replicas": n}, owner.name))
+        assert pdb["spec"]["maxUnavailable"] == 1  # one pod may always go: drains are never blocked
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_job_pods_are_selected_by_nothing_that_selects_api_pods(owner):
+    """Issue 9: Job pods carried the API's selector labels, so the PDB counted them (disruptionsAllowed 0
+    while a backup ran), and the Service and the anti-affinity selected them too."""
+    spec = AdminApiSpec.parse({**GUIDE_SPEC, "minio": MINIO,
+                               "backup": {"podLabels": {"app.kubernetes.io/name": "admin-api", "team": "x"}}},
+                              owner.name)
+    template = builders.pod_template(owner.name, spec)
+    selectors = [
+        builders.service(owner, spec)["spec"]["selector"],
+        builders.pod_disruption_budget(owner, spec)["spec"]["selector"]["matchLabels"],
+        template["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0][
+            "podAffinityTerm"]["labelSelector"]["matchLabels"],
+        builders.deployment(owner, spec, template)["spec"]["selector"]["matchLabels"],
+    ]
+    jobs = [builders.backup_job(owner, spec, "a:1", "h-1", "k"), builders.migration_job(owner, spec, "h-1"),
+            builders.restore_job(owner, spec, "a:1", "h-1", "s3://b/k")]
+    for selector in selectors:
+        assert _selects(selector, template["metadata"]["labels"])
+        for job in jobs:
+            labels = job["spec"]["template"]["metadata"]["labels"]
+            assert not _selects(selector, labels), (selector, labels)
+            assert labels["aistreams.io/attempt"] == "h-1" and labels["team"] == "x"
+
+
+@pytest.mark.parametrize("length", [1, 40, 46, 63])
+def test_every_derived_name_and_label_fits(length):
+    """Issue 11 item 2: a 63-character AdminApi name gave an 81-character backup Job name (its job-name label
+    was refused) and names over about 45 characters broke rollouts."""
+    name = ("a" * length)[:length]
+    owner = builders.Owner(name=name, namespace="ns", uid="u")
+    spec = AdminApiSpec.parse({**GUIDE_SPEC, "minio": MINIO}, name)
+    attempt = "0123456789-12345"
+    objs = all_objects(owner, spec) + [builders.restore_job(owner, spec, "a:1", attempt, "s3://b/k", round_=3),
+                                       builders.backup_job(owner, spec, "a:1", attempt, "k")]
+    names = set()
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        limit = 253 if obj["kind"] == "Secret" else 63
+        assert len(obj["metadata"]["name"]) <= limit
+        names.add(obj["metadata"]["name"])
+        labels = [obj["metadata"]["labels"]]
+        if "template" in obj.get("spec", {}):
+            labels.append(obj["spec"]["template"]["metadata"]["labels"])
+        for value in (v for group in labels for v in group.values()):
+            assert len(value) <= 63
+    assert len({o["metadata"]["name"] for o in objs if o["kind"] == "Job"}) == 5  # distinct Jobs stay distinct
+
+
+def test_fit_is_stable_and_unique():
+    long_a, long_b = "x" * 70 + "-backup-1", "x" * 70 + "-backup-2"
+    assert builders.fit(long_a) == builders.fit(long_a) and len(builders.fit(long_a)) == 63
+    assert builders.fit(long_a) != builders.fit(long_b)
+    assert builders.fit("short") == "short"
 
 
 def test_template_hash_follows_the_template(owner):
@@ -146,16 +211,39 @@ def test_no_secret_value_is_ever_literal(owner):
         assert "value" not in env[name] and "secretKeyRef" in env[name]["valueFrom"]
 
 
-def test_backup_job_uses_the_known_good_image_and_says_where(owner):
+def test_backup_job_uses_the_known_good_image_and_settings_and_says_where(owner):
+    """Issue 9: backup and restore used the *new* spec's settings, so a rollout that changed the database
+    reference backed up (and restored) the wrong database."""
+    old = AdminApiSpec.parse({**GUIDE_SPEC, "image": "admin-api:1.0.0", "minio": MINIO,
+                              "database": {"urlSecretRef": {"name": "old-db", "key": "url"}}}, owner.name)
     spec = AdminApiSpec.parse({**GUIDE_SPEC, "image": "admin-api:2.0.0", "minio": MINIO,
+                               "database": {"urlSecretRef": {"name": "new-db", "key": "url"}},
                                "backup": {"podLabels": {"sim.aistreams.io/fail": "true"}}}, owner.name)
-    key = builders.backup_key(owner.name, "admin-api:1.0.0", "0123456789abcdef", "2026-11-25T10:00:00Z")
-    assert key == "admin-api/20261125T100000Z-1.0.0-01234567.dump"
-    job = builders.backup_job(owner, spec, "admin-api:1.0.0", "0123456789abcdef", key)
+    key = builders.backup_key("ai-streams", owner.name, "admin-api:1.0.0", "0123456789-3", "2026-11-25T10:00:00Z")
+    assert key == "ai-streams/admin-api/20261125T100000Z-1.0.0-0123456789-3.dump"
+    job = builders.backup_job(owner, spec, "admin-api:1.0.0", "0123456789-3", key, old)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "admin-api:1.0.0"  # the running version, not the one being rolled out
     env = {e["name"]: e for e in container["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "old-db"  # the database it ran on
     assert env["MINIO_BUCKET"]["value"] == "backups" and "secretKeyRef" in env["MINIO_SECRET_KEY"]["valueFrom"]
-    assert container["args"][:5] == ["backup", "--instance", "admin-api", "--key", key]
-    assert job["metadata"]["name"] == "admin-api-backup-0123456789"
+    assert container["args"] == ["backup", "--namespace", "ai-streams", "--instance", "admin-api", "--key", key,
+                                 "--retention", "7"]
+    assert job["metadata"]["name"] == "admin-api-backup-0123456789-3"
+    assert job["metadata"]["labels"]["aistreams.io/attempt"] == "0123456789-3"
     assert job["spec"]["template"]["metadata"]["labels"]["sim.aistreams.io/fail"] == "true"
+    restore = builders.restore_job(owner, spec, "admin-api:1.0.0", "0123456789-3", f"s3://backups/{key}", old)
+    env = {e["name"]: e for e in restore["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "old-db"
+
+
+def test_migration_job_runs_the_new_version_with_the_new_settings(owner):
+    spec = AdminApiSpec.parse({**GUIDE_SPEC, "image": "admin-api:2.0.0",
+                               "database": {"urlSecretRef": {"name": "new-db", "key": "url"}}}, owner.name)
+    job = builders.migration_job(owner, spec, "0123456789-3")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "admin-api:2.0.0" and container["args"] == ["migrate"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "new-db"
+    assert "BOOTSTRAP_ADMIN_PASSWORD" in env
+    assert job["metadata"]["name"] == "admin-api-migrate-0123456789-3"

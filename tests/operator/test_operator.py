@@ -113,7 +113,10 @@ def test_spec_changes_converge(local_cluster, operator, adminapis, namespace):
     adminapis.create(NAME, {"image": "admin-api:1", "replicas": 1, "backup": {"enabled": False},
                             "rollout": {"healthChecks": False}})  # simulated pods: no service to ask
     adminapis.wait_phase(NAME, "Ready")
-    assert not client.PolicyV1Api(adminapis.apps.api_client).list_namespaced_pod_disruption_budget(namespace).items
+    # One replica has a PDB too (so scaling never creates or deletes one), and it never blocks a drain.
+    policy = client.PolicyV1Api(adminapis.apps.api_client)
+    wait_until(lambda: policy.read_namespaced_pod_disruption_budget(NAME, namespace).status.disruptions_allowed == 1,
+               timeout=30, what="the single replica's PDB allowing its disruption")
     adminapis.patch_spec(NAME, {"replicas": 2, "qdrant": {"host": "qdrant"}, "service": {"port": 9000}})
     wait_until(lambda: adminapis.core.read_namespaced_service(NAME, namespace).spec.ports[0].port == 9000,
                timeout=30, what="the Service port changed")

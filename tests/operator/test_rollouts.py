@@ -29,9 +29,13 @@ def ts(value) -> datetime.datetime:
     return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def backup_jobs(adminapis):
+def jobs(adminapis, component):
     return [j for j in adminapis.batch.list_namespaced_job(adminapis.namespace).items
-            if j.metadata.labels.get("app.kubernetes.io/component") == "backup"]
+            if j.metadata.labels.get("app.kubernetes.io/component") == component]
+
+
+def backup_jobs(adminapis):
+    return jobs(adminapis, "backup")
 
 
 def new_replicaset_created(adminapis, image):
@@ -51,12 +55,20 @@ def test_good_rollout_backs_up_first_then_rolls_out(local_cluster, operator, adm
 
     [job] = backup_jobs(adminapis)
     assert job.spec.template.spec.containers[0].image == A  # the known-good version makes the backup
-    assert job.spec.template.spec.containers[0].args[:2] == ["backup", "--instance"]
+    assert job.spec.template.spec.containers[0].args[:5] == ["backup", "--namespace", adminapis.namespace,
+                                                             "--instance", NAME]
     assert job.status.succeeded == 1
     # The new ReplicaSet appeared only after the backup had completed.
     assert ts(job.status.completion_time) <= ts(new_replicaset_created(adminapis, B))
     assert status["lastBackup"]["name"] == job.metadata.name
-    assert status["lastBackup"]["location"].startswith("s3://backups/chat/") and "1.0.0" in status["lastBackup"]["location"]
+    location = status["lastBackup"]["location"]
+    assert location.startswith(f"s3://backups/{adminapis.namespace}/chat/") and "1.0.0" in location
+    assert location.endswith(f"-{status['history'][0]['attempt']}.dump")
+    # The new version's migration ran as its own Job, after the backup, before the new ReplicaSet.
+    [migrate] = jobs(adminapis, "migrate")
+    assert migrate.spec.template.spec.containers[0].image == B and migrate.spec.template.spec.containers[0].args == ["migrate"]
+    assert ts(job.status.completion_time) <= ts(migrate.metadata.creation_timestamp)
+    assert ts(migrate.status.completion_time) <= ts(new_replicaset_created(adminapis, B))
     assert status["history"][0]["outcome"] == "Succeeded" and status["history"][0]["image"] == B
     # (Events have one-second timestamps: their order is proven above, by the objects' own times.)
     assert {"RolloutStarted", "BackupStarted", "BackupCompleted", "RolloutSucceeded"} <= set(adminapis.event_reasons(NAME))
@@ -212,3 +224,93 @@ def test_a_spec_change_mid_rollout_supersedes_it(local_cluster, operator, admina
     assert adminapis.image(NAME) == C
     assert [(h["image"], h["outcome"]) for h in status["history"][:2]] == [(C, "Succeeded"), (B, "Superseded")]
     assert len(backup_jobs(adminapis)) == 2  # each rollout backs up before it rolls out
+
+
+def test_retry_after_backup_failed_runs_a_new_job_and_rolls_out(local_cluster, operator, adminapis):
+    """Issue 9: Job names came from the template hash alone, so the retry found the same failed Job and
+    failed again without running anything."""
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "backup": {"podLabels": FAIL}})
+    failed = adminapis.wait_phase(NAME, "BackupFailed", timeout=120)["history"][0]["attempt"]
+    # Fix the cause (the Job's labels are not part of the pod template), then retry the same template.
+    adminapis.patch_spec(NAME, {"backup": {"podLabels": None}})
+    settle(3)
+    assert adminapis.status(NAME)["phase"] == "BackupFailed" and adminapis.image(NAME) == A  # not by itself
+    adminapis.annotate(NAME, {"aistreams.io/retry-rollout": "1"})
+    status = adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready", timeout=120)
+    assert adminapis.image(NAME) == B
+    assert [h["outcome"] for h in status["history"][:2]] == ["Succeeded", "BackupFailed"]
+    retried = status["history"][0]["attempt"]
+    assert retried != failed
+    by_attempt = {j.metadata.labels["aistreams.io/attempt"]: j for j in backup_jobs(adminapis)}
+    assert set(by_attempt) == {failed, retried}
+    assert by_attempt[failed].status.failed and by_attempt[retried].status.succeeded == 1
+
+
+def _pdb(adminapis):
+    from kubernetes import client
+    return client.PolicyV1Api(adminapis.apps.api_client).read_namespaced_pod_disruption_budget(NAME, adminapis.namespace)
+
+
+def test_the_pdb_allows_a_disruption_after_a_backup(local_cluster, operator, adminapis):
+    """Issue 9: the backup Job's pods carried the API's selector labels; the disruption controller cannot
+    scale a Job and fails safe, disruptionsAllowed 0 (node drains blocked) for as long as they exist."""
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    wait_until(lambda: _pdb(adminapis).status.disruptions_allowed == 1, timeout=30, what="1 disruption allowed")
+    adminapis.patch_spec(NAME, {"image": B})
+    adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready")
+    job_pods = adminapis.core.list_namespaced_pod(adminapis.namespace, label_selector="app.kubernetes.io/component=backup")
+    assert job_pods.items  # the backup's pod is still there (Succeeded), as it stays until the Job goes
+    wait_until(lambda: _pdb(adminapis).status.disruptions_allowed == 1 and _pdb(adminapis).status.expected_pods == 2,
+               timeout=30, what="the PDB counting the 2 API pods only and allowing 1 disruption")
+    service = adminapis.core.read_namespaced_endpoints(NAME, adminapis.namespace)
+    addresses = [a for subset in service.subsets or () for a in subset.addresses or ()]
+    assert len(addresses) == 2  # the Service selects the two API pods, not the Job's
+
+
+def test_scaling_runs_no_job_and_no_gate(local_cluster, operator, adminapis):
+    """Issue 9: anti-affinity only for replicas > 1 made 1 -> 2 a template change: a backup and the gate."""
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    for replicas in (1, 2, 0, 2):
+        adminapis.patch_spec(NAME, {"replicas": replicas})
+        phase = "ScaledToZero" if replicas == 0 else "Ready"
+        adminapis.wait_status(NAME, lambda s: s.get("phase") == phase and s.get("ready") == f"{replicas}/{replicas}"
+                              and s.get("observedGeneration") == adminapis.get(NAME)["metadata"]["generation"])
+    assert not adminapis.batch.list_namespaced_job(adminapis.namespace).items
+    status = adminapis.status(NAME)
+    assert not status.get("history") and not status.get("rollout")
+    assert {"RolloutStarted", "BackupStarted"}.isdisjoint(adminapis.event_reasons(NAME))
+
+
+def test_a_63_character_name_rolls_out(local_cluster, operator, adminapis):
+    """Issue 11 item 2: a 63-character name gave an 81-character backup Job name whose job-name label was
+    refused; the rollout stayed in BackingUp for good."""
+    name = "a-very-long-admin-api-instance-name-that-uses-all-63-characters"
+    assert len(name) == 63
+    adminapis.create(name, {**BASE, "image": A})
+    adminapis.wait_phase(name, "Ready")
+    adminapis.patch_spec(name, {"image": B})
+    adminapis.wait_status(name, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready", timeout=120)
+    assert all(len(j.metadata.name) <= 63 for j in adminapis.batch.list_namespaced_job(adminapis.namespace).items)
+
+
+def test_kubectl_wait_on_rolled_out_waits_for_this_generation(local_cluster, operator, adminapis, kubeconfig):
+    """Issue 11 item 7: `kubectl wait --for=condition=Ready` returned success after a rollback."""
+    from .conftest import kubectl
+    adminapis.create(NAME, {**BASE, "image": A})
+    adminapis.wait_phase(NAME, "Ready")
+    adminapis.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    waited = kubectl(kubeconfig, "-n", adminapis.namespace, "wait", f"adminapi/{NAME}", "--for=condition=RolledOut",
+                     "--timeout=40s", check=False)
+    assert waited.returncode != 0  # never rolled out: the wait times out, it does not succeed
+    status = adminapis.wait_phase(NAME, "RolledBack", timeout=60)
+    rolled = next(c for c in status["conditions"] if c["type"] == "RolledOut")
+    assert rolled["status"] == "False" and rolled["reason"] == "RolledBack"
+    adminapis.patch_spec(NAME, {"image": C, "podLabels": None})
+    waited = kubectl(kubeconfig, "-n", adminapis.namespace, "wait", f"adminapi/{NAME}", "--for=condition=RolledOut",
+                     "--timeout=55s", check=False)
+    assert waited.returncode == 0, waited.stderr
+    assert adminapis.status(NAME)["lastGoodImage"] == C

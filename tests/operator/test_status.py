@@ -29,7 +29,42 @@ def test_phases():
     assert workload_status(Progress.of(deployment(ready=1, reason="ProgressDeadlineExceeded")), 2)["phase"] == "Failed"
     invalid = workload_status(Progress.of(None), 2, invalid="bad")
     assert invalid["phase"] == "Invalid"
-    assert {c["type"]: c["status"] for c in invalid["conditions"]} == {"Ready": "False", "Progressing": "False", "Degraded": "True"}
+    assert {c["type"]: c["status"] for c in invalid["conditions"]} == {
+        "Ready": "False", "Progressing": "False", "Degraded": "True", "RolledOut": "False"}
+
+
+def by_type(status):
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_held_status_follows_the_pods():
+    """Issue 9: after a failed rollout Ready was True whatever the pods did (seen: 0/1 ready and Ready=True)."""
+    down = workload_status(Progress.of(deployment(replicas=1, current=1, ready=0, available=0)), 3,
+                           held=("RolledBack", "rolled back"))
+    assert down["phase"] == "RolledBack"
+    assert by_type(down) == {"Ready": ("False", "PodsNotReady"), "Progressing": ("True", "RollingBack"),
+                             "Degraded": ("True", "RolledBack"), "RolledOut": ("False", "RolledBack")}
+    up = workload_status(Progress.of(deployment(replicas=1, current=1, updated=1, ready=1, available=1)), 3,
+                         held=("RolledBack", "rolled back"))
+    assert by_type(up)["Ready"] == ("True", "DeploymentAvailable") and by_type(up)["Degraded"][0] == "True"
+
+
+def test_scaled_to_zero_is_a_state_not_a_failure():
+    zero = workload_status(Progress.of(deployment(replicas=0, current=0, updated=0, ready=0, available=0)), 4)
+    assert zero["phase"] == "ScaledToZero"
+    assert by_type(zero) == {"Ready": ("False", "ScaledToZero"), "Progressing": ("False", "ScaledToZero"),
+                             "Degraded": ("False", "AsExpected"), "RolledOut": ("True", "RolledOut")}
+
+
+def test_ready_counts_only_the_new_template():
+    """Issue 11 item 5: the gate's message counted the old ReplicaSet's pods ("1/1 ready" for a never-ready one)."""
+    pods = [{"metadata": {"labels": {"aistreams.io/template-hash": "old"}}, "status": {"conditions": [
+                {"type": "Ready", "status": "True"}]}},
+            {"metadata": {"labels": {"aistreams.io/template-hash": "new"}}, "status": {"conditions": [
+                {"type": "Ready", "status": "False"}]}}]
+    progress = Progress.of(deployment(replicas=1, current=2, updated=1, ready=1, available=1), pods, "new")
+    assert progress.ready == 0 and progress.describe().startswith("0/1 ready")
+    assert progress.pods == 2
 
 
 def test_transition_time_moves_only_when_status_flips():
@@ -49,6 +84,14 @@ def test_contains_ignores_server_defaults_but_not_our_fields():
     assert not contains(live, {"spec": {"ports": [{"port": 1}, {"port": 2}]}})
     assert contains({"metadata": {}}, {"metadata": {"annotations": {}}})  # empty maps are omitted by the server
     assert not contains({"metadata": {}}, {"metadata": {"annotations": {"a": "b"}}})
+
+
+def test_contains_compares_quantities_as_the_server_stores_them():
+    """Issue 9: `1000m` stored as `1` looked like drift: an apply and a DriftRepaired Event every poll."""
+    assert contains({"cpu": "1", "memory": "1Gi"}, {"cpu": "1000m", "memory": "1024Mi"})
+    assert contains({"cpu": "500m"}, {"cpu": "0.5"}) and contains({"cpu": "2"}, {"cpu": 2})
+    assert not contains({"cpu": "1"}, {"cpu": "2"})
+    assert not contains({"image": "a:1"}, {"image": "a:2"}) and not contains({"flag": True}, {"flag": 1})
 
 
 def test_job_state():

@@ -2,8 +2,9 @@
 
 It runs uvicorn in a background thread on 127.0.0.1 (random port) and serves:
   POST /v1/chat/completions  JSON (with usage) or, with "stream": true, SSE chunks ending in `data: [DONE]`
+  POST /v1/embeddings        deterministic vectors: hashed bag of words, L2-normalised, so texts that share
+                             words are near (`embedding_dimensions` per model; failures and holds scriptable)
   GET  /v1/models
-(/v1/embeddings comes with the documents work: add a handler to `_routes`.)
 
 Each test scripts how the next answers behave (text, delays, held until released, HTTP errors, a dropped
 connection, a vLLM-style `data: {"error": ...}` chunk after a 200) and reads back what the server received,
@@ -26,10 +27,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import re
 import socket
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -40,6 +44,8 @@ import uvicorn
 
 DEFAULT_MODEL = "test-model"
 DEFAULT_ANSWER = "Hello from the test LLM."
+DEFAULT_EMBEDDING_DIMENSIONS = 64
+_WORDS = re.compile(r"\w+")
 
 Answer = str | Callable[["RecordedRequest"], str]
 
@@ -116,8 +122,15 @@ class OpenAIServer:
         self._gate = asyncio.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        # Embeddings: vector size per model name (others get the default), statuses for the next calls,
+        # and a hold (until release_embeddings()) to catch an ingestion in the middle.
+        self.embedding_dimensions: dict[str, int] = {}
+        self._embedding_failures: deque[int] = deque()
+        self._embedding_hold = False
+        self._embedding_gate = asyncio.Event()
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
         }
 
@@ -140,12 +153,41 @@ class OpenAIServer:
         else:
             self._loop.call_soon_threadsafe(self._gate.set)
 
+    def fail_embeddings(self, *statuses: int) -> None:
+        """Answer the next embeddings requests with these HTTP statuses, in order."""
+        with self._lock:
+            self._embedding_failures.extend(statuses)
+
+    def hold_embeddings(self) -> None:
+        """Embeddings requests wait (before answering) until release_embeddings()."""
+        self._embedding_hold = True
+        self._embedding_gate = asyncio.Event()
+
+    def release_embeddings(self) -> None:
+        self._embedding_hold = False
+        if self._loop is None:
+            self._embedding_gate.set()
+        else:
+            self._loop.call_soon_threadsafe(self._embedding_gate.set)
+
     def reset(self) -> None:
         with self._lock:
             self._default = Script()
             self._queued.clear()
             self.requests.clear()
             self._gate = asyncio.Event()
+            self.embedding_dimensions.clear()
+            self._embedding_failures.clear()
+            self._embedding_hold = False
+            self._embedding_gate = asyncio.Event()
+
+    @property
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v1/embeddings"]
+
+    def embed(self, text: str, model: str = DEFAULT_MODEL) -> list[float]:
+        """The vector this server gives `text` (tests use it to reason about what retrieval finds)."""
+        return _bag_of_words(text, self.embedding_dimensions.get(model, DEFAULT_EMBEDDING_DIMENSIONS))
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -252,6 +294,32 @@ class OpenAIServer:
         model = {"id": DEFAULT_MODEL, "object": "model", "created": int(time.time()), "owned_by": "test"}
         await _send_json(send, 200, {"object": "list", "data": [model]})
 
+    async def _embeddings(self, record: RecordedRequest, send: Callable) -> None:
+        if self._embedding_hold:
+            await self._embedding_gate.wait()
+        with self._lock:
+            failure = self._embedding_failures.popleft() if self._embedding_failures else None
+        if failure is not None:
+            await _send_json(send, failure, _error_body("The test server was told to fail.", "server_error", failure))
+            return
+        inputs = record.body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(item, str) for item in inputs):
+            await _send_json(send, 400, _error_body("input must be a string or a list of strings", "invalid_request_error", 400))
+            return
+        model = record.model or DEFAULT_MODEL
+        data = [
+            {"object": "embedding", "index": index, "embedding": self.embed(text, model)}
+            for index, text in enumerate(inputs)
+        ]
+        tokens = sum(len(text.split()) for text in inputs)
+        await _send_json(
+            send,
+            200,
+            {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+        )
+
     async def _chat_completions(self, record: RecordedRequest, send: Callable) -> None:
         script = self._next_script()
         await self._wait_before_first_byte(script)
@@ -347,6 +415,16 @@ def _usage(record: RecordedRequest, answer: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in record.messages)
     completion = len(answer.split())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _bag_of_words(text: str, dimensions: int) -> list[float]:
+    vector = [0.0] * dimensions
+    for word in _WORDS.findall(text.lower()):
+        vector[zlib.crc32(word.encode()) % dimensions] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    if norm == 0:
+        vector[0], norm = 1.0, 1.0
+    return [value / norm for value in vector]
 
 
 def _error_body(message: str, error_type: str, code: int) -> dict[str, Any]:

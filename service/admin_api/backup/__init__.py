@@ -1,6 +1,7 @@
 """Database backups to S3-compatible object storage: `admin-api backup` and `admin-api restore`.
 
-    service.py   pg_dump streamed into the bucket, pg_restore from it, retention
+    service.py   backup (streamed, read back, then marked complete), restore, keys and retention
+    postgres.py  the client tools: pg_dump as a stream, the whole-database restore in one transaction
     storage.py   the bucket, through the S3 API
 """
 

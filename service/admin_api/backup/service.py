@@ -1,41 +1,34 @@
 """Backup, restore and retention.
 
 A backup is `pg_dump --format=custom` piped straight into a multipart upload (no temporary file), hashed
-on the way. The checksum is known only at the end, so it is recorded afterwards by copying the object onto
-itself with its full metadata (instance, version, created, sha256). An object without `sha256` is an
-interrupted backup: restore refuses it, retention lets it age out.
+on the way. The object is then read back and hashed again; only if both agree is it marked complete, by
+copying it onto itself with its full metadata (namespace, instance, version, created, size, sha256). An
+object without that mark is an interrupted or unverified backup: restore refuses it and retention neither
+counts it as kept nor removes it.
 
-A restore downloads into a temporary file (in TMPDIR) and checks the sha256 before pg_restore touches the
-database; pg_restore then runs in one transaction, so a failure leaves the database as it was.
+Keys are `NAMESPACE/INSTANCE/...`: instances of the same name in two namespaces, or whose names share a
+prefix (`a` and `ab`), never see each other's backups, even in a shared bucket.
 
-The database password reaches pg_dump/pg_restore through PGPASSWORD only: never on a command line, never in
-output (messages from the tools are scrubbed of it all the same).
+A restore downloads into a temporary file (in TMPDIR), checks the sha256 before anything touches the
+database, and then replaces the whole database in one transaction (postgres.replace_database).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO
 
-from sqlalchemy.engine import make_url
-
 from admin_api.backup import BackupError, ConfigurationError
-from admin_api.backup.storage import BackupStore, location, parse_location
+from admin_api.backup.postgres import PgDump, replace_database
+from admin_api.backup.storage import BackupStore, StoredObject, location, parse_location
 from admin_api.settings import BackupSettings
 
-# pg_dump must match the server's major version; Debian's versioned directory is the fallback.
-DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-# Every connection parameter comes from the PG* environment (an empty URI means "all defaults").
-FROM_ENVIRONMENT = "--dbname=postgresql://"
+NAMESPACE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a Kubernetes namespace (DNS label)
 
 
 @dataclass(frozen=True)
@@ -43,6 +36,7 @@ class BackupResult:
     location: str
     size: int
     sha256: str
+    namespace: str
     instance: str
     version: str
     created: str
@@ -57,6 +51,7 @@ class RestoreResult:
     restored: str  # the location
     size: int
     sha256: str
+    namespace: str | None
     instance: str | None
     version: str | None
     created: str | None
@@ -72,9 +67,28 @@ def validate_instance(name: str) -> str:
     return name
 
 
-def default_key(instance: str, created: datetime, version: str) -> str:
+def validate_namespace(name: str) -> str:
+    if not NAMESPACE_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid namespace name (a DNS label: a-z, 0-9, '-', at most 63)")
+    return name
+
+
+def instance_prefix(namespace: str, instance: str) -> str:
+    return f"{namespace}/{instance}/"
+
+
+def default_key(namespace: str, instance: str, created: datetime, version: str) -> str:
     version = re.sub(r"[^A-Za-z0-9._-]", "_", version)
-    return f"{instance}/{created:%Y%m%dT%H%M%SZ}-{version}.dump"
+    return f"{instance_prefix(namespace, instance)}{created:%Y%m%dT%H%M%SZ}-{version}.dump"
+
+
+def validate_key(key: str, namespace: str, instance: str) -> str:
+    """A key of the instance's own: under NAMESPACE/INSTANCE/, where retention looks."""
+    prefix = instance_prefix(namespace, instance)
+    rest = key.removeprefix(prefix)
+    if rest == key or not rest or rest.endswith("/") or "//" in rest:
+        raise ValueError(f"--key must name an object under {prefix} (got {key!r})")
+    return key
 
 
 def open_store(settings: BackupSettings, bucket: str | None = None) -> BackupStore:
@@ -88,34 +102,77 @@ def open_store(settings: BackupSettings, bucket: str | None = None) -> BackupSto
 
 
 def backup(
-    settings: BackupSettings, instance: str, *, key: str | None = None, retention: int | None = None
+    settings: BackupSettings,
+    namespace: str,
+    instance: str,
+    *,
+    key: str | None = None,
+    retention: int | None = None,
 ) -> BackupResult:
-    validate_instance(instance)
     now = datetime.now(UTC)
+    try:
+        validate_namespace(namespace)
+        validate_instance(instance)
+        if key:
+            validate_key(key, namespace, instance)
+        else:
+            key = default_key(namespace, instance, now, settings.app_version)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+    if retention is not None and retention < 1:
+        raise ConfigurationError("retention must keep at least one backup")
     # Microseconds, fixed width: sorts as text, and orders backups taken within the same second.
     created = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    key = key or default_key(instance, now, settings.app_version)
-    metadata = {"instance": instance, "version": settings.app_version, "created": created}
+    metadata = {"namespace": namespace, "instance": instance, "version": settings.app_version, "created": created}
 
-    pg_dump = _pg_tool("pg_dump", settings)
     store = open_store(settings)
     store.ensure_bucket()  # fails on an unreachable store or bad credentials before pg_dump starts
-    with _PgDump(pg_dump, settings) as dump:
+    with PgDump(settings) as dump:
         store.upload(key, dump, metadata)
-    store.replace_metadata(key, {**metadata, "sha256": dump.sha256})
+    _verify_upload(store, key, dump.sha256, dump.size)
+    store.replace_metadata(key, {**metadata, "size": str(dump.size), "sha256": dump.sha256})
 
-    pruned = prune(store, instance, keep=retention) if retention is not None else []
+    pruned = prune(store, namespace, instance, keep=retention) if retention is not None else []
     return BackupResult(
-        location(store.bucket, key), dump.size, dump.sha256, instance, settings.app_version, created, pruned
+        location(store.bucket, key), dump.size, dump.sha256, namespace, instance, settings.app_version, created, pruned
     )
 
 
-def prune(store: BackupStore, instance: str, *, keep: int) -> list[str]:
-    """Keep the newest `keep` backups of `instance` (objects under `<instance>/` that carry its name in
-    their metadata); remove the older ones. Anything else in the bucket is left alone."""
+def _verify_upload(store: BackupStore, key: str, sha256: str, size: int) -> None:
+    """Read the object back: only what the store really holds is marked complete."""
+    digest, stored = hashlib.sha256(), 0
+    for chunk in store.download(key):
+        digest.update(chunk)
+        stored += len(chunk)
+    if (digest.hexdigest(), stored) != (sha256, size):
+        store.remove([key])
+        raise BackupError(
+            f"{location(store.bucket, key)} read back differs from what pg_dump wrote "
+            f"({stored} bytes, expected {size}): removed, no backup was made"
+        )
+
+
+def is_complete_backup_of(item: StoredObject, namespace: str, instance: str) -> bool:
+    """A verified dump of this very instance: its own metadata says so, and the size it recorded is the size."""
+    meta = item.metadata
+    return (
+        meta.get("namespace") == namespace
+        and meta.get("instance") == instance
+        and bool(meta.get("sha256"))
+        and meta.get("size") == str(item.size)
+    )
+
+
+def prune(store: BackupStore, namespace: str, instance: str, *, keep: int) -> list[str]:
+    """Keep the newest `keep` complete backups of the instance; remove its older complete ones. Anything else
+    in the bucket (other instances, other namespaces, unverified uploads, foreign files) is left alone."""
     if keep < 1:
         raise ConfigurationError("retention must keep at least one backup")
-    backups = [item for item in store.list(f"{instance}/") if item.metadata.get("instance") == instance]
+    backups = [
+        item
+        for item in store.list(instance_prefix(namespace, instance))
+        if is_complete_backup_of(item, namespace, instance)
+    ]
     backups.sort(key=lambda item: (item.metadata.get("created", ""), item.key), reverse=True)
     old = [item.key for item in backups[keep:]]
     store.remove(old)
@@ -124,7 +181,6 @@ def prune(store: BackupStore, instance: str, *, keep: int) -> list[str]:
 
 def restore(settings: BackupSettings, where: str) -> RestoreResult:
     bucket, key = parse_location(where)
-    pg_restore = _pg_tool("pg_restore", settings)
     store = open_store(settings, bucket)
     found = store.stat(key)
     expected = found.metadata.get("sha256")
@@ -137,21 +193,23 @@ def restore(settings: BackupSettings, where: str) -> RestoreResult:
             _write(dump, chunk)
             digest.update(chunk)
             size += len(chunk)
+        _flush(dump)
         if digest.hexdigest() != expected:
             raise BackupError(
                 f"{where} is corrupted (sha256 {digest.hexdigest()[:12]}..., expected {expected[:12]}...): "
                 "not restored, the database is untouched"
             )
-        dump.seek(0)
-        _run_pg_restore(pg_restore, settings, dump)
+        replace_database(settings, dump)
 
+    meta = found.metadata
     return RestoreResult(
         where,
         size,
         expected,
-        found.metadata.get("instance"),
-        found.metadata.get("version"),
-        found.metadata.get("created"),
+        meta.get("namespace"),
+        meta.get("instance"),
+        meta.get("version"),
+        meta.get("created"),
         settings.database_name,
     )
 
@@ -170,108 +228,8 @@ def _write(dump: IO[bytes], chunk: bytes) -> None:
         raise BackupError(f"cannot store the download in {tempfile.gettempdir()} ({error.strerror})") from None
 
 
-# --- PostgreSQL client tools --------------------------------------------------------------------------
-
-
-def _pg_tool(name: str, settings: BackupSettings) -> str:
-    if settings.pg_bin:
-        candidate = Path(settings.pg_bin) / name
-        if not os.access(candidate, os.X_OK):
-            raise ConfigurationError(f"{name} not found in PG_BIN ({settings.pg_bin})")
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    if os.access(DEFAULT_PG_BIN / name, os.X_OK):
-        return str(DEFAULT_PG_BIN / name)
-    raise ConfigurationError(f"{name} not found: install postgresql-client-15 or set PG_BIN")
-
-
-def _libpq_environment(settings: BackupSettings) -> dict[str, str]:
-    """DATABASE_URL (SQLAlchemy's postgresql+asyncpg form) as libpq's PG* variables."""
-    url = make_url(settings.database_url)
-    env = {**os.environ, "PGHOST": url.host or "", "PGDATABASE": url.database or "", "PGCONNECT_TIMEOUT": "10"}
-    if url.port:
-        env["PGPORT"] = str(url.port)
-    if url.username:
-        env["PGUSER"] = url.username
-    if url.password:
-        env["PGPASSWORD"] = url.password
-    ssl = url.query.get("sslmode") or url.query.get("ssl")
-    if isinstance(ssl, str):  # asyncpg spells it ssl=require (or true)
-        env["PGSSLMODE"] = "require" if ssl.lower() == "true" else ssl
-    return env
-
-
-def _tool_failure(tool: str, stderr: bytes, settings: BackupSettings) -> BackupError:
-    """The tool's own error lines, as one line, without the password."""
-    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line or "FATAL" in line] or lines[-1:]
-    message = " ".join(errors)[:400] or "no message"
-    password = make_url(settings.database_url).password
-    if password:
-        message = message.replace(password, "***")
-    return BackupError(f"{tool} failed: {message}")
-
-
-class _PgDump:
-    """pg_dump's output as a readable stream that hashes what passes through. At the end of the output it
-    checks pg_dump's exit status and raises if it failed, so the upload is aborted, not completed."""
-
-    def __init__(self, tool: str, settings: BackupSettings) -> None:
-        self._settings = settings
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty pg_dump cannot block on it
-        self._process = subprocess.Popen(
-            [tool, "--format=custom", "--no-password", FROM_ENVIRONMENT],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=_libpq_environment(settings),
-        )
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._process.stdout.read(size)
-        if data:
-            self._hash.update(data)
-            self.size += len(data)
-            return data
-        if self._process.wait() != 0:
-            self._stderr.seek(0)
-            raise _tool_failure("pg_dump", self._stderr.read(), self._settings)
-        return b""
-
-    def __enter__(self) -> _PgDump:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._process.poll() is None:  # the upload failed mid-stream
-            self._process.kill()
-        self._process.wait()
-        self._process.stdout.close()
-        self._stderr.close()
-
-
-def _run_pg_restore(tool: str, settings: BackupSettings, dump: IO[bytes]) -> None:
-    result = subprocess.run(
-        [
-            tool,
-            "--clean",
-            "--if-exists",
-            "--single-transaction",  # all or nothing (and stops at the first error)
-            "--no-owner",
-            "--no-password",
-            FROM_ENVIRONMENT,
-        ],
-        stdin=dump,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=_libpq_environment(settings),
-    )
-    if result.returncode != 0:
-        raise _tool_failure("pg_restore", result.stderr, settings)
+def _flush(dump: IO[bytes]) -> None:
+    try:
+        dump.flush()
+    except OSError as error:
+        raise BackupError(f"cannot store the download in {tempfile.gettempdir()} ({error.strerror})") from None

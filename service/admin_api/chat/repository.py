@@ -3,6 +3,7 @@ Which conversations a user may write to: admin_api.conversations."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,15 +54,17 @@ async def add_message(
     role: str,
     content: str,
     status: str = STATUS_COMPLETE,
+    sources: list[dict] | None = None,
 ) -> StoredMessage:
     created_at = await conn.fetchval(
-        'INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD") '
-        'VALUES ($1, $2, $3, $4, $5) RETURNING "REG_DT"',
+        'INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD", "SRC_JSON") '
+        'VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING "REG_DT"',
         msg_idt_id,
         cnvs_idt_id,
         role,
         content,
         status,
+        json.dumps(sources) if sources is not None else None,
     )
     return StoredMessage(msg_idt_id=msg_idt_id, created_at=created_at)
 

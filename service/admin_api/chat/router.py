@@ -58,6 +58,7 @@ async def get_chat_service(user: AuthenticatedUser, resources: ResourcesDep) -> 
         user_id=user.id,
         observe_llm=lambda outcome, seconds: latency.labels(outcome=outcome).observe(seconds),
         shutting_down=resources.shutting_down,
+        retriever=resources.documents.retriever() if resources.documents is not None else None,
     )
 
 
@@ -69,7 +70,7 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
     response_model=ChatSendResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The answer (JSON, or events when stream)."},
-        404: {"description": "Unknown conversation."},
+        404: {"description": "Unknown conversation, or a document that is not the caller's."},
         409: {"description": "A request with this Idempotency-Key is still running."},
         **_LLM_FAILURE_RESPONSES,
     },

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from admin_api.core.text import StoredText
+from admin_api.documents.schemas import Source
+
+MAX_DOCUMENT_IDS = 50
+DocumentId = Annotated[StoredText, Field(min_length=1, max_length=64)]
 
 
 class ChatSendRequest(BaseModel):
@@ -17,6 +22,17 @@ class ChatSendRequest(BaseModel):
     message: StoredText = Field(min_length=1, description="The user's message.")
     stream: StrictBool = Field(default=False, description="Answer as text/event-stream.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature, 0..2.")
+    use_documents: StrictBool = Field(default=False, description="Answer from all of the caller's ready documents.")
+    document_ids: list[DocumentId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_DOCUMENT_IDS,
+        description="Answer from these documents only (the caller's; another's is 404).",
+    )
+
+    @property
+    def wants_documents(self) -> bool:
+        return self.use_documents or self.document_ids is not None
 
     @field_validator("message")
     @classmethod
@@ -43,6 +59,9 @@ class ChatSendResponse(BaseModel):
     answer: str
     created_at: datetime
     usage: TokenUsage | None = None
+    sources: list[Source] = Field(
+        default_factory=list, description="The document chunks given to the LLM, numbered [1], [2], ... in this order."
+    )
 
 
 class ChatErrorResponse(BaseModel):

@@ -32,6 +32,9 @@ from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerpr
 from admin_api.chat.schemas import ChatSendRequest, ChatSendResponse, TokenUsage
 from admin_api.conversations import ConversationNotFound
 from admin_api.core.errors import is_unavailable
+from admin_api.documents.prompt import context_message
+from admin_api.documents.schemas import Source
+from admin_api.documents.service import DocumentsError, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,9 @@ LLMLatencyObserver = Callable[[str, float], None]
 class Turn:
     cnvs_idt_id: str
     user_message_id: str
-    prompt: list[dict[str, str]]  # recent complete messages, then the new user message
+    prompt: list[dict[str, str]]  # recent complete messages, [the retrieved chunks,] then the new user message
     temperature: float | None
+    sources: list[Source] | None = None  # None: the turn did not ask for documents
 
 
 class TurnFailed(Exception):
@@ -71,7 +75,7 @@ class ReplayedAnswer:
 
 @dataclass(frozen=True)
 class ChatEvent:
-    name: str  # start | delta | end | error
+    name: str  # start | sources | delta | end | error
     data: dict[str, Any]
 
 
@@ -82,15 +86,14 @@ def conversation_title(message: str) -> str:
 
 def replay_events(result: dict[str, Any]) -> list[ChatEvent]:
     """A stored result told again as the events of a stream."""
-    return [
-        ChatEvent("start", {"cnvs_idt_id": result["cnvs_idt_id"], "user_message_id": result["user_message_id"]}),
-        ChatEvent("delta", {"content": result["answer"]}),
-        ChatEvent("end", _end_event_data(result)),
-    ]
+    events = [ChatEvent("start", {"cnvs_idt_id": result["cnvs_idt_id"], "user_message_id": result["user_message_id"]})]
+    if result.get("sources"):
+        events.append(ChatEvent("sources", {"sources": result["sources"]}))
+    return [*events, ChatEvent("delta", {"content": result["answer"]}), ChatEvent("end", _end_event_data(result))]
 
 
 def _end_event_data(result: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in result.items() if key != "answer"}
+    return {key: value for key, value in result.items() if key not in ("answer", "sources")}
 
 
 async def _shielded(action: Callable[[], Awaitable[None]]) -> None:
@@ -133,8 +136,10 @@ class ChatService:
         user_id: int,
         observe_llm: LLMLatencyObserver,
         shutting_down: asyncio.Event,
+        retriever: Retriever | None = None,
     ) -> None:
         self._pool = pool
+        self._retriever = retriever
         self._llm = llm_client
         self._model = model
         self._user_id = user_id
@@ -157,7 +162,8 @@ class ChatService:
             raise
 
     async def _run(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
-        turn = await self._start_turn(request)
+        sources = await self._retrieve(request)  # before anything is stored: another's document is a 404
+        turn = await self._start_turn(request, sources)
         if request.stream:
             return await self._open_answer_stream(turn, claim)
         result = await self._answer(turn)
@@ -165,7 +171,15 @@ class ChatService:
             await self._idempotency.finish(claim, result.model_dump(mode="json"))
         return result
 
-    async def _start_turn(self, request: ChatSendRequest) -> Turn:
+    async def _retrieve(self, request: ChatSendRequest) -> list[Source] | None:
+        """On every turn that asks for documents: the chunks nearest to this message."""
+        if not request.wants_documents:
+            return None
+        if self._retriever is None:
+            raise DocumentsError(503, "Documents are not configured on this server.")
+        return await self._retriever.retrieve(self._user_id, request.message, request.document_ids)
+
+    async def _start_turn(self, request: ChatSendRequest, sources: list[Source] | None = None) -> Turn:
         """Resolve or create the conversation and commit the user's message before the LLM is asked."""
         user_message_id = str(uuid.uuid4())
         async with self._pool.acquire() as conn, conn.transaction():
@@ -179,8 +193,10 @@ class ChatService:
                 content=request.message,
             )
         prompt = [{"role": role, "content": content} for role, content in history]
+        if sources is not None:
+            prompt.append(context_message(sources))
         prompt.append({"role": "user", "content": request.message})
-        return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature)
+        return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature, sources)
 
     async def _conversation_for(self, conn: asyncpg.Connection, request: ChatSendRequest) -> str:
         if not request.cnvs_idt_id:
@@ -229,6 +245,7 @@ class ChatService:
                 cnvs_idt_id=turn.cnvs_idt_id,
                 role=repository.ROLE_ASSISTANT,
                 content=answer,
+                sources=[source.model_dump() for source in turn.sources] if turn.sources is not None else None,
             )
             await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
         return ChatSendResponse(
@@ -238,6 +255,7 @@ class ChatService:
             answer=answer,
             created_at=stored.created_at,
             usage=usage,
+            sources=turn.sources or [],
         )
 
     async def record_failed_turn(self, turn: Turn, partial_answer: str) -> None:
@@ -292,6 +310,8 @@ class AnswerStream:
     async def _generate(self) -> AsyncIterator[ChatEvent]:
         turn = self.turn
         yield ChatEvent("start", {"cnvs_idt_id": turn.cnvs_idt_id, "user_message_id": turn.user_message_id})
+        if turn.sources is not None:  # before the first delta, so the client can show them as the answer arrives
+            yield ChatEvent("sources", {"sources": [source.model_dump() for source in turn.sources]})
         usage: TokenUsage | None = None
         failure: llm.LLMError | None = None
         try:

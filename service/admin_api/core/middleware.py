@@ -5,8 +5,8 @@ The stack, outermost first (see main.build_middleware):
     SecurityHeadersMiddleware  the guide's security headers on every response, no-store on the API
     CORSMiddleware             Starlette's, only for CORS_ORIGINS, with credentials
     ErrorBoundaryMiddleware    anything unhandled becomes a JSON 503/500, never a trace
-    BodyLimitMiddleware        413 for bodies over MAX_BODY_BYTES, declared or streamed
-    CsrfMiddleware             cross-site writes 403, non-JSON write bodies 415
+    BodyLimitMiddleware        413 for bodies over MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES), declared or streamed
+    CsrfMiddleware             cross-site writes 403, non-JSON write bodies 415 (but multipart to the upload route)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.message import Message as MimeMessage
 from urllib.parse import urlsplit
 
@@ -171,20 +171,23 @@ class RequestBodyTooLarge(HTTPException):
 
 class BodyLimitMiddleware:
     """413 when Content-Length says the body is too large (before reading it), or when a body
-    without a length (chunked) grows past the limit while the app reads it."""
+    without a length (chunked) grows past the limit while the app reads it. `limits_by_path`: other
+    limits for exact paths (the document upload)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limits_by_path: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits_by_path = dict(limits_by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        max_bytes = self.limits_by_path.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
                 return await _json_error(400, "Invalid Content-Length.", scope, receive, send)
-            if int(declared) > self.max_bytes:
+            if int(declared) > max_bytes:
                 return await _json_error(413, "Request body too large.", scope, receive, send)
 
         received = 0
@@ -195,7 +198,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise RequestBodyTooLarge()
             return message
 
@@ -214,12 +217,21 @@ class CsrfMiddleware:
     "simple" fetch from another site cannot send `application/json` without a CORS preflight, which
     CORSMiddleware only grants to CORS_ORIGINS. Clients that send neither header (curl, the guide's
     smoke tests, server-to-server) are not browsers and cannot carry a victim's cookie: allowed.
+    `multipart_paths` (the document upload) take multipart/form-data instead, which an HTML form can
+    send cross-site: there the origin check above is what refuses it.
     """
 
-    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str], path_prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_origins: Iterable[str],
+        path_prefix: str = "/api/",
+        multipart_paths: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.allowed_origins = frozenset(allowed_origins)
         self.path_prefix = path_prefix
+        self.multipart_paths = frozenset(multipart_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
@@ -229,7 +241,10 @@ class CsrfMiddleware:
         headers = Headers(scope=scope)
         if not self._same_or_allowed_site(headers):
             return await _json_error(403, "Cross-site request refused.", scope, receive, send)
-        if _has_body(headers) and not _is_json(headers.get("content-type")):
+        if scope["path"] in self.multipart_paths and scope["method"] == "POST":
+            if not _is_multipart(headers.get("content-type")):
+                return await _json_error(415, "Send the file as multipart/form-data.", scope, receive, send)
+        elif _has_body(headers) and not _is_json(headers.get("content-type")):
             return await _json_error(415, "Request body must be application/json.", scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -256,6 +271,14 @@ def _is_json(content_type: str | None) -> bool:
     mime["content-type"] = content_type
     subtype = mime.get_content_subtype()
     return mime.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _is_multipart(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    mime = MimeMessage()
+    mime["content-type"] = content_type
+    return mime.get_content_type() == "multipart/form-data"
 
 
 async def _json_error(status: int, detail: str, scope: Scope, receive: Receive, send: Send) -> None:

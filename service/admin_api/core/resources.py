@@ -20,6 +20,7 @@ class Resources:
     redis: Redis
     metrics: Metrics
     llm: Any  # the chat package's LLM client (admin_api.chat.llm)
+    documents: Any = None  # admin_api.documents.runtime.Documents, or None when documents are not configured
     # Set when the server begins to shut down (`admin-api serve`: on SIGTERM, before uvicorn's graceful wait;
     # otherwise when the lifespan ends): readiness turns 503, open streams and waits on the LLM end.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)

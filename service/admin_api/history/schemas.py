@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from admin_api.core.text import StoredText
+from admin_api.documents.schemas import Source
 from admin_api.history.cursor import decode_cursor
 
 MAX_PAGE = 1_000_000  # bounds OFFSET; deeper than this, use the cursor
@@ -71,6 +72,7 @@ class MessageOut(BaseModel):
     content: str
     status: str
     reg_dt: datetime
+    sources: list[Source] | None = Field(default=None, description="The document chunks this answer was given.")
 
 
 class ConversationDetail(ConversationSummary):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 
 from admin_api import conversations
@@ -62,6 +64,7 @@ class HistoryService:
                     content=m["MSG_CN"],
                     status=m["STTS_CD"],
                     reg_dt=m["REG_DT"],
+                    sources=json.loads(m["SRC_JSON"]) if m["SRC_JSON"] is not None else None,
                 )
                 for m in messages
             ],

@@ -1,5 +1,9 @@
 """Alembic environment: async engine (the URL is postgresql+asyncpg://), one transaction for all
-pending migrations, serialized across replicas by a transaction-level advisory lock."""
+pending migrations, serialized across replicas by a transaction-level advisory lock.
+
+One transaction (PostgreSQL's DDL is transactional): if any pending migration fails, none of them stays,
+alembic_version included. So migrations must not use op.get_context().autocommit_block() (e.g. for
+CREATE INDEX CONCURRENTLY): it would commit what came before it. `admin-api restore` takes the same lock."""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ config = context.config
 
 
 def run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=None, transaction_per_migration=False)
+    context.configure(
+        connection=connection, target_metadata=None, transactional_ddl=True, transaction_per_migration=False
+    )
     with context.begin_transaction():
         # Taken before alembic reads alembic_version: a replica that waited here then sees the
         # migrations the other one committed, and has nothing left to do. Released at commit.

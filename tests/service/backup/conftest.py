@@ -2,9 +2,12 @@
 database of the test's own (a restore rewrites the whole database, so never the session's shared one),
 and a bucket of the test's own on the session's S3 server.
 
+The database belongs to a login role of its own, not a superuser, as in production (tests/support/databases.py);
+`@pytest.mark.parametrize("database", ["superuser"], indirect=True)` connects as postgres instead.
+
     def test_x(database, cli):
-        database.psql('INSERT ...')
-        result = cli("backup", "--instance", "demo")
+        database.psql('INSERT ...')     # as the database's user
+        result = cli("backup", "--namespace", "ns", "--instance", "demo")
         assert result.code == 0, result.stderr
         record = result.json()          # the one JSON line
 """
@@ -26,28 +29,9 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from sqlalchemy.engine import make_url
 
+from tests.support.databases import Database, private_database
 from tests.support.s3 import S3Server
 from tests.support.services import PostgresServer
-
-TABLES = ("USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "alembic_version")
-
-
-@dataclass(frozen=True)
-class Database:
-    name: str
-    url: str  # postgresql+asyncpg://, as DATABASE_URL takes it
-    server: PostgresServer
-
-    def psql(self, sql: str) -> str:
-        return self.server.psql(sql, self.name)
-
-    def snapshot(self, tables: tuple[str, ...] = TABLES) -> dict[str, str]:
-        """Every row of the tables, in a stable order: equal snapshots mean the same data."""
-        return {table: self.psql(f'SELECT * FROM "{table}" ORDER BY 1') for table in tables}
-
-    @property
-    def password(self) -> str:
-        return make_url(self.url).password or ""
 
 
 @dataclass(frozen=True)
@@ -63,13 +47,11 @@ class Run:
 
 
 @pytest.fixture
-def database(postgres_server: PostgresServer) -> Iterator[Database]:
-    name = f"backup_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    postgres_server.create_database(name)
-    db = Database(name, postgres_server.url(name), postgres_server)
-    upgrade(db.url)
-    yield db
-    postgres_server.drop_database(name)
+def database(request: pytest.FixtureRequest, postgres_server: PostgresServer) -> Iterator[Database]:
+    """A migrated database of the test's own (see the module's docstring for its owner)."""
+    with private_database(postgres_server, superuser=getattr(request, "param", "owner") == "superuser") as db:
+        upgrade(db.url)
+        yield db
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import re
 
 from admin_api import __version__
 from minio import Minio
+from sqlalchemy.engine import make_url
 
-from tests.service.backup.conftest import Database
+from tests.support.databases import Database
 from tests.support.services import _free_port
 
 
@@ -49,7 +50,7 @@ def test_round_trip_restores_the_same_rows(database, cli, s3, bucket):
     before = database.snapshot()
     assert database.psql('SELECT count(*) FROM "CNVS_MSG"') == str(3 * 4 * 2)
 
-    backup = cli("backup", "--instance", "demo")
+    backup = cli("backup", "--namespace", "ns", "--instance", "demo")
     assert backup.code == 0, backup.stderr
     record = backup.json()
 
@@ -78,14 +79,15 @@ def test_round_trip_restores_the_same_rows(database, cli, s3, bucket):
 
 def test_backup_line_describes_the_object(database, cli, s3, bucket):
     seed(database, users=1)
-    result = cli("backup", "--instance", "demo")
+    result = cli("backup", "--namespace", "ns", "--instance", "demo")
     assert result.code == 0, result.stderr
     record = result.json()
 
     assert record["location"].startswith(f"s3://{bucket}/")
     found_bucket, key = split(record["location"])
     assert found_bucket == bucket
-    assert re.fullmatch(rf"demo/\d{{8}}T\d{{6}}Z-{re.escape(__version__)}\.dump", key), key
+    assert re.fullmatch(rf"ns/demo/\d{{8}}T\d{{6}}Z-{re.escape(__version__)}\.dump", key), key
+    assert record["namespace"] == "ns"
     assert record["instance"] == "demo"
     assert record["version"] == __version__
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", record["created"])
@@ -96,6 +98,8 @@ def test_backup_line_describes_the_object(database, cli, s3, bucket):
     assert s3.stat_object(bucket, key).size == size
     metadata = {name.lower(): value for name, value in s3.stat_object(bucket, key).metadata.items()}
     assert metadata["x-amz-meta-sha256"] == digest
+    assert metadata["x-amz-meta-size"] == str(size)
+    assert metadata["x-amz-meta-namespace"] == "ns"
     assert metadata["x-amz-meta-instance"] == "demo"
     assert metadata["x-amz-meta-version"] == __version__
     assert metadata["x-amz-meta-created"] == record["created"]
@@ -125,11 +129,11 @@ def test_large_dump_streams_in_parts_and_round_trips(database, cli, s3, bucket):
     )
     checksum = database.psql("SELECT md5(string_agg(md5(data), '' ORDER BY id)) FROM blobs")
 
-    result = cli("backup", "--instance", "big", "--key", "big/large.dump")
+    result = cli("backup", "--namespace", "ns", "--instance", "big", "--key", "ns/big/large.dump")
     assert result.code == 0, result.stderr
     record = result.json()
     assert record["size"] > 20 * 1024 * 1024
-    assert sha256_of(s3, bucket, "big/large.dump") == (record["sha256"], record["size"])
+    assert sha256_of(s3, bucket, "ns/big/large.dump") == (record["sha256"], record["size"])
 
     database.psql("TRUNCATE blobs")
     restore = cli("restore", record["location"])
@@ -137,19 +141,33 @@ def test_large_dump_streams_in_parts_and_round_trips(database, cli, s3, bucket):
     assert database.psql("SELECT md5(string_agg(md5(data), '' ORDER BY id)) FROM blobs") == checksum
 
 
-def test_retention_keeps_the_newest_n_of_that_instance_only(database, cli, s3, bucket):
+def test_retention_keeps_the_newest_n_complete_backups_of_that_instance_only(database, cli, s3, bucket):
     locations = []
     for number in range(1, 4):
-        result = cli("backup", "--instance", "alpha", "--key", f"alpha/{number}.dump")
+        result = cli("backup", "--namespace", "ns", "--instance", "alpha", "--key", f"ns/alpha/{number}.dump")
         assert result.code == 0, result.stderr
         locations.append(result.json()["location"])
-    other = cli("backup", "--instance", "beta").json()["location"]
-    # Not ours, though under the prefix: retention leaves it alone.
-    s3.put_object(bucket, "alpha/README.txt", io.BytesIO(b"notes"), 5)
-    # alphabet: alpha-2 shares the prefix text "alpha" but is another instance.
-    cousin = cli("backup", "--instance", "alpha-2").json()["location"]
+    # Same name, another namespace sharing the bucket; a name sharing the prefix "alpha"; a namespace named
+    # like the instance: none of them is ns/alpha's.
+    others = [
+        cli("backup", "--namespace", "other", "--instance", "alpha").json()["location"],
+        cli("backup", "--namespace", "ns", "--instance", "alphabet").json()["location"],
+        cli("backup", "--namespace", "alpha", "--instance", "ns").json()["location"],
+    ]
+    # Not complete backups of ns/alpha, though under its prefix: a foreign file, an upload whose checksum was
+    # never recorded (interrupted), one whose recorded size is not its size, one claiming another instance.
+    s3.put_object(bucket, "ns/alpha/README.txt", io.BytesIO(b"notes"), 5)
+    s3.put_object(bucket, "ns/alpha/partial.dump", io.BytesIO(b"PGDMP"), 5,
+                  metadata={"namespace": "ns", "instance": "alpha", "created": "2000-01-01T00:00:00.000000Z"})
+    s3.put_object(bucket, "ns/alpha/short.dump", io.BytesIO(b"PGDMP"), 5,
+                  metadata={"namespace": "ns", "instance": "alpha", "created": "2000-01-01T00:00:00.000000Z",
+                            "size": "999", "sha256": hashlib.sha256(b"PGDMP").hexdigest()})
+    s3.put_object(bucket, "ns/alpha/cousin.dump", io.BytesIO(b"PGDMP"), 5,
+                  metadata={"namespace": "ns", "instance": "alphabet", "created": "2000-01-01T00:00:00.000000Z",
+                            "size": "5", "sha256": hashlib.sha256(b"PGDMP").hexdigest()})
 
-    result = cli("backup", "--instance", "alpha", "--key", "alpha/0-newest.dump", "--retention", "2")
+    result = cli("backup", "--namespace", "ns", "--instance", "alpha", "--key", "ns/alpha/0-newest.dump",
+                 "--retention", "2")
     assert result.code == 0, result.stderr
     record = result.json()
     # Ordered by creation time, not by name: "0-newest" sorts first yet is the newest.
@@ -157,13 +175,36 @@ def test_retention_keeps_the_newest_n_of_that_instance_only(database, cli, s3, b
 
     keys = sorted(item.object_name for item in s3.list_objects(bucket, recursive=True))
     assert keys == sorted(
-        ["alpha/0-newest.dump", "alpha/3.dump", "alpha/README.txt", split(other)[1], split(cousin)[1]]
+        ["ns/alpha/0-newest.dump", "ns/alpha/3.dump", "ns/alpha/README.txt", "ns/alpha/partial.dump",
+         "ns/alpha/short.dump", "ns/alpha/cousin.dump", *(split(other)[1] for other in others)]
     )
+
+    # Retention elsewhere leaves ns/alpha alone too.
+    result = cli("backup", "--namespace", "other", "--instance", "alpha", "--retention", "1")
+    assert result.code == 0, result.stderr
+    assert result.json()["pruned"] == [others[0]]
+    assert {"ns/alpha/0-newest.dump", "ns/alpha/3.dump"} <= {
+        item.object_name for item in s3.list_objects(bucket, recursive=True)
+    }
+
+
+def test_a_key_outside_the_instance_is_refused(cli, s3, bucket):
+    for key in ("other/alpha/x.dump", "ns/alphabet/x.dump", "alpha/x.dump", "ns/alpha/", "ns/alpha"):
+        result = cli("backup", "--namespace", "ns", "--instance", "alpha", "--key", key)
+        assert result.code == 2, (key, result)
+        assert "--key must name an object under ns/alpha/" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_namespace_is_required(cli):
+    result = cli("backup", "--instance", "demo")
+    assert result.code == 2
+    assert "--namespace" in result.stderr
 
 
 def test_a_corrupted_backup_is_refused_and_the_database_left_alone(database, cli, s3, bucket):
     seed(database)
-    record = cli("backup", "--instance", "demo").json()
+    record = cli("backup", "--namespace", "ns", "--instance", "demo").json()
     _, key = split(record["location"])
 
     # Flip one byte in the middle, keeping the object's metadata (and so its recorded sha256).
@@ -191,20 +232,31 @@ def test_a_corrupted_backup_is_refused_and_the_database_left_alone(database, cli
     assert database.snapshot() == changed
 
 
-def test_a_failing_restore_changes_nothing(database, cli):
+def test_a_restore_that_fails_midway_changes_nothing(database, cli):
     seed(database)
-    record = cli("backup", "--instance", "demo").json()
-    # Made after the backup: a view on a table the restore must drop, so pg_restore fails midway.
-    database.psql("""CREATE VIEW user_names AS SELECT "USR_NM" FROM "USR_ACCT" """)
+    record = cli("backup", "--namespace", "ns", "--instance", "demo").json()
+    # Made after the backup by another role (say, the DBA), in a schema of its own: the application's user
+    # may not drop it, so the restore fails after it has begun to wipe the database. (In `public` it could:
+    # that schema is the database owner's.)
+    owner = make_url(database.url).username
+    database.server.psql(
+        f"""CREATE SCHEMA dba;
+            CREATE TABLE dba.notes (note text);
+            GRANT USAGE ON SCHEMA dba TO "{owner}";
+            GRANT SELECT ON dba.notes TO "{owner}" """,
+        database.name,
+    )
     database.psql("""DELETE FROM "CNVS_MSG" WHERE "ROLE_CD" = 'user'""")
-    changed = database.snapshot()
+    changed, schema = database.snapshot(), database.schema()
 
     result = cli("restore", record["location"])
     assert result.code == 1
     assert result.stdout == ""
-    assert "pg_restore failed" in result.stderr and "depend" in result.stderr
+    assert "must be owner of table notes" in result.stderr
+    assert "nothing was restored, the database is unchanged" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert database.snapshot() == changed  # one transaction: all or nothing
+    assert database.schema() == schema
 
 
 def test_a_backup_without_a_checksum_is_refused(database, cli, s3, bucket):
@@ -224,7 +276,7 @@ def test_restore_of_a_missing_object_says_so(database, cli, bucket, s3):
 
 def test_unreachable_object_storage_fails_cleanly(database, cli):
     endpoint = f"127.0.0.1:{_free_port()}"  # nothing listens there
-    for args in (("backup", "--instance", "demo"), ("restore", "s3://somewhere/demo/x.dump")):
+    for args in (("backup", "--namespace", "ns", "--instance", "demo"), ("restore", "s3://somewhere/demo/x.dump")):
         result = cli(*args, MINIO_ENDPOINT=endpoint)
         assert result.code == 1, result
         assert result.stdout == ""
@@ -233,7 +285,8 @@ def test_unreachable_object_storage_fails_cleanly(database, cli):
 
 
 def test_bad_credentials_fail_cleanly(database, cli, s3_server):
-    result = cli("backup", "--instance", "demo", MINIO_SECRET_KEY="not-the-secret-" + s3_server.secret_key[:4])
+    wrong = "not-the-secret-" + s3_server.secret_key[:4]
+    result = cli("backup", "--namespace", "ns", "--instance", "demo", MINIO_SECRET_KEY=wrong)
     assert result.code == 1
     assert "rejected the credentials" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -241,20 +294,20 @@ def test_bad_credentials_fail_cleanly(database, cli, s3_server):
 
 def test_pg_dump_failure_is_one_line_without_the_password_and_uploads_nothing(database, cli, s3, bucket):
     wrong = database.url.replace(database.password, "wrong-password-" + database.password[:6])
-    result = cli("backup", "--instance", "demo", DATABASE_URL=wrong)
+    result = cli("backup", "--namespace", "ns", "--instance", "demo", DATABASE_URL=wrong)
     assert result.code == 1
     assert "pg_dump failed" in result.stderr and "password authentication failed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert list(s3.list_objects(bucket, recursive=True)) == []  # nothing half-written
 
     unreachable = re.sub(r":\d+/", f":{_free_port()}/", database.url)
-    result = cli("backup", "--instance", "demo", DATABASE_URL=unreachable)
+    result = cli("backup", "--namespace", "ns", "--instance", "demo", DATABASE_URL=unreachable)
     assert result.code == 1
     assert "pg_dump failed" in result.stderr
 
 
 def test_missing_settings_are_named(cli):
-    result = cli("backup", "--instance", "demo", MINIO_ENDPOINT=None)
+    result = cli("backup", "--namespace", "ns", "--instance", "demo", MINIO_ENDPOINT=None)
     assert result.code == 2
     assert "MINIO_ENDPOINT: required environment variable is not set" in result.stderr
 
@@ -262,12 +315,12 @@ def test_missing_settings_are_named(cli):
     assert result.code == 2
     assert "DATABASE_URL" in result.stderr
 
-    result = cli("backup", "--instance", "demo", PG_BIN="/nonexistent/bin")
+    result = cli("backup", "--namespace", "ns", "--instance", "demo", PG_BIN="/nonexistent/bin")
     assert result.code == 2
     assert "pg_dump not found in PG_BIN" in result.stderr
 
 
 def test_bad_usage_exits_2(cli):
-    assert cli("backup", "--instance", "a/b").code == 2
-    assert cli("backup", "--instance", "demo", "--retention", "0").code == 2
+    assert cli("backup", "--namespace", "ns", "--instance", "a/b").code == 2
+    assert cli("backup", "--namespace", "ns", "--instance", "demo", "--retention", "0").code == 2
     assert cli("restore", "/tmp/x.dump").code == 2

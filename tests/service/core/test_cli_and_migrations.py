@@ -13,6 +13,7 @@ import pytest
 from admin_api.main import create_app
 
 from tests.service.conftest import client_for
+from tests.support.migrations import HEAD, NEXT_REVISION, migrate, next_version
 
 # The deployment guide's expected USR_CNVS_SMRY indexes, by name.
 GUIDE_INDEXES = {
@@ -64,7 +65,7 @@ async def _fetch(url: str, sql: str, *args):
 async def test_migrate_creates_the_schema_and_is_idempotent(empty_database):
     first = await asyncio.to_thread(admin_api, "migrate", database_url=empty_database)
     assert first.returncode == 0, first.stderr
-    assert "Running upgrade  -> 0001" in first.stdout
+    assert "Running upgrade  -> 0001" in first.stdout and "Running upgrade 0001 -> 0002" in first.stdout
     second = await asyncio.to_thread(admin_api, "migrate", database_url=empty_database)
     assert second.returncode == 0, second.stderr
     assert "Running upgrade" not in second.stdout
@@ -73,9 +74,9 @@ async def test_migrate_creates_the_schema_and_is_idempotent(empty_database):
         r["tablename"]
         for r in await _fetch(empty_database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
-    assert tables == {"USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "alembic_version"}
+    assert tables == {"USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "USR_DOC", "alembic_version"}
     assert [r["version_num"] for r in await _fetch(empty_database, "SELECT version_num FROM alembic_version")] == [
-        "0001"
+        "0002"
     ]
 
 
@@ -134,7 +135,7 @@ async def test_migrate_without_a_database_fails_in_one_line(postgres_server):
     assert result.returncode == 1
     assert (
         result.stderr.strip().splitlines()[-1]
-        == "admin-api: migrate failed: cannot reach the database (ConnectionRefusedError)"
+        == "admin-api: migrate failed, nothing was applied: cannot reach the database (ConnectionRefusedError)"
     )
     assert "hunter2-pw" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -195,3 +196,52 @@ async def test_create_user_requires_password_stdin(database_url):
     assert result.returncode == 2
     assert "--password-stdin" in result.stderr
 
+
+
+BROKEN_REVISION = """
+from alembic import op
+
+revision = "next2"
+down_revision = "next1"
+
+
+def upgrade() -> None:
+    op.execute('CREATE TABLE "HALF_DONE" (id int)')
+    op.execute('INSERT INTO "USR_ACCT_TYPO" ("USR_NM") VALUES (\\'x\\')')
+"""
+
+
+async def _public_tables(url: str) -> set[str]:
+    rows = await _fetch(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {r["tablename"] for r in rows}
+
+
+async def test_a_failing_migration_changes_nothing(empty_database, tmp_path):
+    # All pending at once (the package's, a good next1, a broken next2): one transaction, so none of them stays.
+    scripts = next_version(tmp_path, NEXT_REVISION, BROKEN_REVISION)
+    env = {"DATABASE_URL": empty_database}
+    result = await asyncio.to_thread(migrate, scripts, env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'admin-api: migrate failed, nothing was applied: UndefinedTableError: relation "USR_ACCT_TYPO" does not exist'
+    ]
+    assert await _public_tables(empty_database) == set()
+
+    # From the current head, the same: next1 does not stay without next2.
+    assert (await asyncio.to_thread(admin_api, "migrate", database_url=empty_database)).returncode == 0
+    result = await asyncio.to_thread(migrate, scripts, env)
+    assert result.returncode == 1
+    assert await _public_tables(empty_database) == {"USR_ACCT", "USR_CNVS_SMRY", "CNVS_MSG", "USR_DOC",
+                                                     "alembic_version"}
+    assert [r["version_num"] for r in await _fetch(empty_database, "SELECT version_num FROM alembic_version")] == [
+        HEAD
+    ]
+    columns = await _fetch(empty_database, "SELECT 1 FROM information_schema.columns WHERE column_name = 'PINNED_YN'")
+    assert columns == []
+
+    # Fixed, the next version applies.
+    (scripts / "versions" / "9002_next.py").unlink()
+    result = await asyncio.to_thread(migrate, scripts, env)
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade 0001 -> 0002" in result.stdout

@@ -97,7 +97,8 @@ async def test_detail_has_the_messages_in_order(user_client, seed_conversation):
     assert body["cnvs_idt_id"] == cnvs_idt_id
     assert body["title"] == "Chat"
     assert [(m["role"], m["content"]) for m in body["messages"]] == turns
-    assert set(body["messages"][0]) == {"message_id", "role", "content", "status", "reg_dt"}
+    assert set(body["messages"][0]) == {"message_id", "role", "content", "status", "reg_dt", "sources"}
+    assert body["messages"][1]["sources"] is None  # an answer given without documents
     assert body["messages"][0]["status"] == "complete"
 
 

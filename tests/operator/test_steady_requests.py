@@ -1,0 +1,108 @@
+"""A steady instance makes no write request and no failing request to the real API server (issue 9 item 5,
+issue 11 item 6): the operator's own handlers run in-process under Kopf (kopf.testing.KopfRunner) and every
+request of the Kubernetes client is counted where it is sent, during several resyncs."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from kopf.testing import KopfRunner
+from kubernetes.client import rest
+from kubernetes.config import kube_config
+from kubernetes.client.exceptions import ApiException
+
+from adminapi_operator import handlers
+
+from .conftest import settle
+from .test_rollouts import A, B, BASE, NAME
+
+pytestmark = [pytest.mark.kube]
+
+
+class Requests:
+    """Wraps the client's one request method: (method, path, status) of every request sent."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.sent: list[tuple[str, str, int]] = []
+        original = rest.RESTClientObject.request
+
+        def request(client, method, url, *args, **kwargs):
+            try:
+                response = original(client, method, url, *args, **kwargs)
+            except ApiException as e:
+                self.sent.append((method, url.split("?")[0], e.status))
+                raise
+            self.sent.append((method, url.split("?")[0], response.status))
+            return response
+        monkeypatch.setattr(rest.RESTClientObject, "request", request)
+
+
+def _resource(path: str) -> str:
+    parts = path.split("/")
+    return parts[parts.index("namespaces") + 2] if "namespaces" in parts else path
+
+
+def test_a_steady_instance_sends_no_write_and_no_failing_request(local_cluster, crd, kubeconfig, namespace,
+                                                                  adminapis, monkeypatch, capsys):
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # for Kopf's login
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))  # read at import otherwise
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3.0)  # several resyncs within the window
+    requests = Requests(monkeypatch)
+    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+        adminapis.create(NAME, {**BASE, "image": A, "resources": {"requests": {"cpu": "1000m", "memory": "0.5Gi"}}})
+        adminapis.wait_phase(NAME, "Ready")
+        adminapis.patch_spec(NAME, {"image": B})  # a rollout first: its Jobs are part of the steady state
+        adminapis.wait_status(NAME, lambda s: s.get("lastGoodImage") == B and s["phase"] == "Ready", timeout=120)
+        settle(4)
+
+        def versions() -> dict[str, str]:
+            objects = [adminapis.get(NAME), adminapis.deployment(NAME).to_dict(),
+                       adminapis.core.read_namespaced_service(NAME, namespace).to_dict()]
+            objects += [j.to_dict() for j in adminapis.batch.list_namespaced_job(namespace).items]
+            return {o["metadata"]["name"] + "/" + str(o.get("kind")): o["metadata"].get("resourceVersion")
+                    or o["metadata"]["resource_version"] for o in objects}
+
+        before, start = versions(), len(requests.sent)
+        window = 15.0
+        time.sleep(window)
+        steady = requests.sent[start:]
+        after = versions()
+    assert runner.exception is None
+    writes = [r for r in steady if r[0] != "GET"]
+    failures = [r for r in steady if r[2] >= 400]
+    assert writes == [] and failures == []
+    assert after == before  # nobody (Kopf included) wrote to the AdminApi or what it owns
+    reads = Counter(_resource(path) for _, path, _ in steady)
+    per_minute = len(steady) * 60 / window
+    with capsys.disabled():
+        print(f"\nsteady instance, resync every 3 s: {len(steady)} requests in {window:.0f} s ({per_minute:.0f}/min), "
+              f"all GET/LIST, 0 writes, 0 failures; by resource: {dict(reads)}")
+    assert steady  # the resync really ran in the window
+
+
+def test_a_long_backup_is_polled_without_writes(local_cluster, crd, kubeconfig, namespace, adminapis, monkeypatch):
+    """Issue 9: each poll during a long backup made Kopf write its annotations on the AdminApi (a handler
+    retried by raising). A ResourceQuota full of the API's own pods keeps the backup Job's pod from being
+    created, so the backup runs for as long as the test likes."""
+    from kubernetes import client
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    requests = Requests(monkeypatch)
+    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+        adminapis.create(NAME, {**BASE, "image": A})
+        adminapis.wait_phase(NAME, "Ready")
+        client.CoreV1Api(adminapis.apps.api_client).create_namespaced_resource_quota(
+            namespace, {"metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "2"}}})
+        adminapis.patch_spec(NAME, {"image": B})
+        adminapis.wait_phase(NAME, "BackingUp")
+        settle(3)
+        before, start = adminapis.get(NAME)["metadata"]["resourceVersion"], len(requests.sent)
+        time.sleep(10)
+        polls = requests.sent[start:]
+        after = adminapis.get(NAME)
+    assert runner.exception is None
+    assert after["status"]["phase"] == "BackingUp"
+    assert after["metadata"]["resourceVersion"] == before  # neither Kopf nor the operator wrote it
+    assert [r for r in polls if r[0] != "GET"] == [] and [r for r in polls if r[2] >= 400] == []
+    assert any("/jobs/" in path for _, path, _ in polls)  # it did poll the Job
