@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services services-down cluster cluster-down demo demo-down run test bench clean
+.PHONY: install services services-down cluster cluster-down images demo demo-down run test bench clean
 
 $(BIN)/python: pyproject.toml hack/models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,16 @@ services: install ## PostgreSQL and Redis on loopback, state in .run/
 services-down:
 	$(BIN)/python -m tests.support.services down
 
-cluster: ## local Kubernetes control plane (builds the binaries once), kubeconfig in .cluster/
+cluster: ## local Kubernetes: a real node where the machine can (CLUSTER_RUNTIME=kwok: simulated pods)
 	hack/cluster/cluster.sh up
 
-cluster-down:
+cluster-down: ## stop every local cluster of this checkout and undo what the real node did to the machine
 	hack/cluster/cluster.sh down
 
-demo: install ## the whole product locally: cluster, operator, service, the sample AdminApi until Ready
+images: ## build Dockerfile.service and Dockerfile.operator (buildah) and import them into the real node
+	hack/images/build.sh
+
+demo: install ## the whole product on a real node: images, operator in the cluster, the sample AdminApi Ready
 	hack/demo.sh
 
 demo-down: ## stop what `make demo` started

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make demo-down`: stop what `make demo` started (the operator, the service, the cluster, the databases).
+# `make demo-down`: stop what `make demo` started (the S3 server, the relay, the cluster, the databases).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for p in .run/demo/operator.pid .run/demo/service.pid; do
+for p in .run/demo/relay.pid .run/demo/s3.pid; do
   [ -s "$p" ] && kill "$(cat "$p")" 2>/dev/null
   rm -f "$p"
 done
+rm -f .run/demo/s3.env
 hack/cluster/cluster.sh down
 .venv/bin/python -m tests.support.services down

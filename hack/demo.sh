@@ -1,86 +1,142 @@
 #!/usr/bin/env bash
-# `make demo`: the whole product on this machine, no Docker needed.
-#  1. the local Kubernetes control plane (hack/cluster; kwok plays the kubelets);
-#  2. the CRD, RBAC and operator manifests (kubectl apply -k manifests/);
-#  3. the operator, run here as a process under its own ServiceAccount (kwok's pods run no containers);
-#  4. a real admin-api service on local PostgreSQL and Redis, which the rollout gate checks;
-#  5. the sample AdminApi (the guide's deployment), watched until it is Ready.
+# `make demo`: the whole product on this machine, as a user runs it, no Docker needed.
+#  1. a real single-node cluster (hack/cluster/node.sh: kubelet, containerd, CNI, kube-proxy, CoreDNS);
+#  2. both images built from our Dockerfiles (hack/images/build.sh) and imported into the node;
+#  3. PostgreSQL, Redis and an S3 server (SeaweedFS) on this machine, reachable from the pods on the
+#     node's bridge address;
+#  4. the operator in the cluster from its image: `kubectl apply -k` of manifests/ through an overlay
+#     that only sets the image;
+#  5. the sample AdminApi (manifests/sample-adminapi.yaml, our image), watched until it is Ready.
 # Stop it all with `make demo-down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 RUN=.run/demo
 NS=ai-streams
-KC=.cluster/kubeconfig
+KC=.cluster/node/kubeconfig
+BRIDGE_IP=10.244.0.1 # the node's bridge (hack/cluster/node.sh)
 mkdir -p "$RUN"
 step() { printf '\n== %s\n' "$*"; }
 k() { kubectl --kubeconfig "$KC" "$@"; }
+source hack/cluster/lib.sh
+PATH="${CLUSTER_BIN_DIR}:$PATH" # our kubectl where the machine has none, and ctr
+ctr_() { ctr --address "$PWD/.cluster/node/run/containerd.sock" -n k8s.io "$@" 2> >(grep -v DEPRECATION >&2); }
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-step "local Kubernetes control plane (the first run builds it: several minutes)"
-hack/cluster/cluster.sh up
-# The kubectl the cluster script built, where the machine has none.
-command -v kubectl >/dev/null || { source hack/cluster/lib.sh; PATH="$(dirname "$(cluster_binary_path kubectl)"):$PATH"; }
+step "a real Kubernetes node (hack/cluster/node.sh; the first run builds it: several minutes)"
+hack/cluster/cluster.sh up real
 
-step "CRD, RBAC and the operator's manifests: kubectl apply -k manifests/"
-k apply --server-side --force-conflicts -k manifests/ >/dev/null
-k wait --for=condition=Established crd/adminapis.aistreams.io --timeout=60s >/dev/null
-# kwok would only pretend to run the operator's pod: run the real operator here instead.
-k -n adminapi-operator scale deployment adminapi-operator --replicas=0 >/dev/null
-hack/operator-kubeconfig.sh "$KC" "$RUN/operator.kubeconfig"
+step "the images, from Dockerfile.service and Dockerfile.operator (buildah; cached layers)"
+hack/images/build.sh
+source .cluster/images.env
 
-step "PostgreSQL and Redis on loopback; the admin-api service on http://127.0.0.1:8001"
+step "PostgreSQL, Redis and S3 on this machine, reachable from the pods at $BRIDGE_IP"
 $BIN/python -m tests.support.services up >/dev/null
 eval "$($BIN/python -m tests.support.services env)"
+if ! alive "$RUN/s3.pid"; then
+  weed="$(hack/s3/build.sh)"
+  rm -f "$RUN/s3.env"
+  # SeaweedFS as the tests run it (tests/support/s3.py), kept running; its keys go to s3.env.
+  nohup $BIN/python - "$weed" "$RUN" >"$RUN/s3.log" 2>&1 <<'PY' &
+import os, sys, tempfile, time
+from pathlib import Path
+from tests.support.s3 import run_seaweedfs
+weed, run = sys.argv[1], Path(sys.argv[2])
+with tempfile.TemporaryDirectory(prefix="admin-api-demo-s3-") as root, run_seaweedfs(weed, Path(root)) as s3:
+    env = run / "s3.env.tmp"
+    env.write_text(f"S3_PORT={s3.endpoint.rsplit(':', 1)[1]}\nS3_ACCESS_KEY={s3.access_key}\nS3_SECRET_KEY={s3.secret_key}\n")
+    env.chmod(0o600)
+    env.rename(run / "s3.env")
+    while True:
+        time.sleep(3600)
+PY
+  echo $! >"$RUN/s3.pid"
+fi
+for _ in $(seq 180); do [ -s "$RUN/s3.env" ] && break; alive "$RUN/s3.pid" || break; sleep 1; done
+[ -s "$RUN/s3.env" ] || { echo "the S3 server did not start: see $RUN/s3.log"; exit 1; }
+source "$RUN/s3.env"
+pg_port="${DATABASE_URL##*@127.0.0.1:}"; pg_port="${pg_port%%/*}"
+redis_port="${REDIS_URL##*127.0.0.1:}"; redis_port="${redis_port%%/*}"
+# They listen on loopback; a relay makes them reachable on the bridge (and only there).
+if alive "$RUN/relay.pid"; then kill "$(cat "$RUN/relay.pid")"; sleep 0.5; fi
+nohup $BIN/python hack/cluster/relay.py "$BRIDGE_IP" "$pg_port" "$redis_port" "$S3_PORT" >"$RUN/relay.log" 2>&1 &
+echo $! >"$RUN/relay.pid"
 "$BIN/admin-api" migrate
-if [ ! -s "$RUN/admin-password" ]; then
-  $BIN/python -c 'import secrets; print(secrets.token_urlsafe(18))' >"$RUN/admin-password"
-  chmod 600 "$RUN/admin-password"
-fi
-"$BIN/admin-api" create-user admin --admin --password-stdin <"$RUN/admin-password" 2>/dev/null || true
-if ! curl -fsS http://127.0.0.1:8001/health/live >/dev/null 2>&1; then
-  # No LLM runs on this machine: chat answers 503 until LLM_ENDPOINT points at one.
-  LLM_ENDPOINT="${LLM_ENDPOINT:-http://127.0.0.1:8000/v1}" LLM_MODEL="${LLM_MODEL:-demo}" COOKIE_SECURE=false \
-    nohup "$BIN/admin-api" serve --host 127.0.0.1 --port 8001 >"$RUN/service.log" 2>&1 &
-  echo $! >"$RUN/service.pid"
-fi
 
-step "the operator (logs: $RUN/operator.log)"
-if [ ! -s "$RUN/operator.pid" ] || ! kill -0 "$(cat "$RUN/operator.pid")" 2>/dev/null; then
-  KUBECONFIG="$RUN/operator.kubeconfig" nohup "$BIN/adminapi-operator" --namespace "$NS" \
-    --liveness=http://127.0.0.1:8081/healthz >"$RUN/operator.log" 2>&1 &
-  echo $! >"$RUN/operator.pid"
-fi
+# The local LLM for chat (hack/models, when present): its OpenAI-compatible endpoint, as the pods
+# reach it. Until then chat answers 503 and everything else works.
+LLM_ENDPOINT_FOR_PODS="${LLM_ENDPOINT_FOR_PODS:-http://$BRIDGE_IP:8000/v1}"
+LLM_MODEL="${LLM_MODEL:-demo}"
 
-step "the sample AdminApi (manifests/sample-adminapi.yaml) in namespace $NS"
+step "the operator in the cluster: kubectl apply -k (manifests/ with our image)"
+mkdir -p "$RUN/overlay"
+cat >"$RUN/overlay/kustomization.yaml" <<YAML
+# manifests/ exactly as a user applies them; only the operator's image is ours.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../../../manifests]
+images:
+  - {name: adminapi-operator, newName: ${OPERATOR_IMAGE%:*}, newTag: ${OPERATOR_IMAGE##*:}}
+YAML
+k apply --server-side --force-conflicts -k "$RUN/overlay" >/dev/null
+k wait --for=condition=Established crd/adminapis.aistreams.io --timeout=60s >/dev/null
+k -n adminapi-operator rollout status deployment/adminapi-operator --timeout=180s
+
+step "the sample AdminApi (manifests/sample-adminapi.yaml, image $SERVICE_IMAGE) in namespace $NS"
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+# Its pods run under the restricted Pod Security Standard, enforced by the API server.
+k label namespace "$NS" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 k -n "$NS" create secret generic admin-api-secrets --dry-run=client -o yaml \
-  --from-literal=database-url="$DATABASE_URL" --from-literal=redis-url="$REDIS_URL" \
-  --from-literal=llm-endpoint=http://vllm:8000/v1 --from-literal=llm-model=demo | k apply -f - >/dev/null
-k apply -f manifests/sample-adminapi.yaml >/dev/null
-# The gate asks the real service running here (the Service's DNS name does not resolve outside the cluster).
-k -n "$NS" patch adminapi admin-api --type merge \
-  -p '{"spec":{"rollout":{"healthCheckURL":"http://127.0.0.1:8001","timeoutSeconds":60}}}' >/dev/null
+  --from-literal=database-url="${DATABASE_URL/127.0.0.1/$BRIDGE_IP}" \
+  --from-literal=redis-url="${REDIS_URL/127.0.0.1/$BRIDGE_IP}" \
+  --from-literal=llm-endpoint="$LLM_ENDPOINT_FOR_PODS" --from-literal=llm-model="$LLM_MODEL" | k apply -f - >/dev/null
+k -n "$NS" create secret generic admin-api-minio --dry-run=client -o yaml \
+  --from-literal=access-key="$S3_ACCESS_KEY" --from-literal=secret-key="$S3_SECRET_KEY" | k apply -f - >/dev/null
+# The sample as it is, with our image, this machine's S3 server, and smaller CPU requests: the guide's
+# 500m per pod, three pods plus one more during a rollout, do not fit a 2-core node.
+$BIN/python - manifests/sample-adminapi.yaml "$SERVICE_IMAGE" "$BRIDGE_IP:$S3_PORT" >"$RUN/sample-adminapi.yaml" <<'PY'
+import sys, yaml
+sample, image, s3 = sys.argv[1:]
+doc = yaml.safe_load(open(sample))
+doc["spec"].update(image=image, rollout={"timeoutSeconds": 90}, resources={"requests": {"cpu": "100m"}})
+doc["spec"]["minio"]["endpoint"] = s3
+print(yaml.safe_dump(doc, sort_keys=False))
+PY
+k apply -f "$RUN/sample-adminapi.yaml" >/dev/null
 
 step "kubectl get adminapi -n $NS (waiting for Ready)"
-for _ in $(seq 120); do
+phase=""
+for _ in $(seq 300); do
   phase=$(k -n "$NS" get adminapi admin-api -o jsonpath='{.status.phase}')
   [ "$phase" = Ready ] && break
   sleep 1
 done
 k -n "$NS" get adminapi
-[ "$phase" = Ready ] || { echo "not Ready: see $RUN/operator.log"; exit 1; }
+k -n "$NS" get pods -o wide
+[ "$phase" = Ready ] || { echo "not Ready: kubectl -n adminapi-operator logs deploy/adminapi-operator"; exit 1; }
+
+# Two more tags for the rollouts below: the same image under a new tag, and one that cannot start.
+good="${SERVICE_IMAGE%:*}:${SERVICE_IMAGE##*:}-retag"
+bad="${SERVICE_IMAGE%:*}:${SERVICE_IMAGE##*:}-broken"
+ctr_ images tag --force "$SERVICE_IMAGE" "$good" >/dev/null
+if ! ctr_ images ls -q | grep -qxF "$bad"; then
+  hack/images/broken.sh "$SERVICE_IMAGE" "$bad"
+fi
 
 cat <<TXT
 
-The AdminApi is Ready. Try it (export KUBECONFIG=$PWD/$KC):
-  kubectl -n $NS get adminapi,deploy,svc,pdb,secret
-  kubectl explain adminapi.spec
-  # a safe rollout: backup Job, new image, health gate, Ready
-  kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"admin-api:1.1.0"}}'
-  # a bad release (its pods never become ready): rolled back by itself after timeoutSeconds (60 s here)
-  kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"admin-api:1.2.0","podLabels":{"sim.aistreams.io/ready":"false"}}}'
-  kubectl -n $NS get adminapi -w          # the phase as it moves
-  kubectl -n $NS describe adminapi admin-api   # the story, as Events
-The service: http://127.0.0.1:8001/docs (user admin, password in $RUN/admin-password).
+The AdminApi is Ready: three pods of $SERVICE_IMAGE, Ready by their real /health/ready.
+Try it (export KUBECONFIG=$PWD/$KC):
+  kubectl -n $NS get adminapi,deploy,svc,pdb,pods
+  kubectl -n $NS port-forward svc/admin-api 8001:8001   # then http://127.0.0.1:8001/docs
+  # the first admin the operator generated: Secret admin-api-bootstrap-admin (username, password)
+  # a good rollout: the same image under a new tag: backup Job to S3, new pods, health gate, Ready
+  kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"$good"}}'
+  # a bad rollout: a tag whose container exits at once (CrashLoopBackOff): rolled back by itself
+  # after rollout.timeoutSeconds (90 s here), the old pods serving throughout
+  kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"$bad"}}'
+  kubectl -n $NS get adminapi -w                # the phase as it moves
+  kubectl -n $NS describe adminapi admin-api    # the story, as Events
+  kubectl -n adminapi-operator logs deploy/adminapi-operator
 Stop everything: make demo-down
 TXT

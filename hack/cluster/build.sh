@@ -5,31 +5,67 @@
 #
 #   hack/cluster/build.sh          build what is missing, print the bin dir
 #   hack/cluster/build.sh --check  exit 1 if something would have to be built
+#   --node (with either)           also the real node's binaries (NODE_BINARIES)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 check_only=false
-[[ "${1:-}" == "--check" ]] && check_only=true
+wanted=("${CLUSTER_BINARIES[@]}")
+for arg in "$@"; do
+  case "${arg}" in
+    --check) check_only=true ;;
+    --node) wanted+=("${NODE_BINARIES[@]}") ;;
+    *) echo "usage: $0 [--check] [--node]" >&2; exit 2 ;;
+  esac
+done
 
+# kubelet and kube-proxy come from the k8s module too, through k8s/node.mod
+# (go.mod plus their tools and the few modules only they import): changing
+# go.mod itself would change the control plane's stamps, and every checkout
+# sharing the cache would rebuild it.
 module_of() {
   case "$1" in
-    kube-* | kubectl) echo k8s ;;
+    kube* | kubectl) echo k8s ;;
     etcd) echo etcd ;;
     kwok | kwokctl) echo kwok ;;
+    containerd* | ctr) echo containerd ;;
+    cni/*) echo cni ;;
+    coredns) echo coredns ;;
   esac
 }
 
 package_of() {
   case "$1" in
-    kube-* | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
+    kube* | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
     kwok | kwokctl) echo "sigs.k8s.io/kwok/cmd/$1" ;;
+    containerd* | ctr) echo "github.com/containerd/containerd/v2/cmd/$1" ;;
+    cni/bridge | cni/loopback) echo "github.com/containernetworking/plugins/plugins/main/${1#cni/}" ;;
+    cni/host-local) echo "github.com/containernetworking/plugins/plugins/ipam/host-local" ;;
+    cni/portmap) echo "github.com/containernetworking/plugins/plugins/meta/portmap" ;;
+    coredns) echo "github.com/aistreams/admin-api/hack/cluster/coredns" ;; # main.go there
+  esac
+}
+
+modfile_of() { # the go.mod that builds it, relative to its module dir
+  case "$1" in
+    kubelet | kube-proxy) echo node.mod ;;
+    *) echo go.mod ;;
+  esac
+}
+
+tags_of() {
+  case "$1" in
+    containerd* | ctr) echo "no_btrfs no_devmapper no_zfs" ;; # snapshotters the node does not use
   esac
 }
 
 ldflags_of() {
   local flags="-s -w"
-  if [[ "$1" == kube-* || "$1" == kubectl ]]; then
+  if [[ "$1" == containerd* || "$1" == ctr ]]; then
+    flags+=" -X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}"
+  fi
+  if [[ "$1" == kube* || "$1" == kubectl ]]; then
     # Without these /version says v0.0.0-master, and kwokctl picks the
     # component flags by the version it reads from `kube-apiserver --version`.
     local v="${K8S_VERSION}" major minor pkg
@@ -47,13 +83,16 @@ ldflags_of() {
 stamp_of() {
   local mod
   mod="${CLUSTER_HACK_DIR}/$(module_of "$1")"
-  { cat "${mod}/go.mod" "${mod}/go.sum"; package_of "$1"; ldflags_of "$1" | sed 's/buildDate=[^ ]*//g'; } |
+  local modfile
+  modfile="$(modfile_of "$1")"
+  { cat "${mod}/${modfile}" "${mod}/${modfile%.mod}.sum"; package_of "$1"; ldflags_of "$1" | sed 's/buildDate=[^ ]*//g'
+    [[ -z "$(tags_of "$1")" ]] || tags_of "$1"; cat "${mod}"/*.go 2>/dev/null || true; } |
     sha256sum | cut -c1-16
 }
 
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 missing=()
-for name in "${CLUSTER_BINARIES[@]}"; do
+for name in "${wanted[@]}"; do
   path="$(cluster_binary_path "${name}")"
   if [[ "${path}" != "${CLUSTER_BIN_DIR}/${name}" ]]; then
     continue # from KUBEBUILDER_ASSETS
@@ -75,7 +114,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     echo "hack/cluster: need Go to build ${missing[*]} (or set KUBEBUILDER_ASSETS to a directory holding them)" >&2
     exit 1
   fi
-  mkdir -p "${CLUSTER_BIN_DIR}"
+  mkdir -p "${CLUSTER_BIN_DIR}/cni"
   # One build at a time per cache (make cluster and pytest may race).
   exec 9>"${CLUSTER_BIN_DIR}/.build.lock"
   flock 9
@@ -93,7 +132,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     echo "hack/cluster: building ${name} ($(package_of "${name}"), module hack/cluster/${mod}) ..." >&2
     # nice: the machine is shared with other builds and tests.
     (cd "${CLUSTER_HACK_DIR}/${mod}" &&
-      CGO_ENABLED=0 nice -n 10 go build -mod=readonly -trimpath \
+      CGO_ENABLED=0 nice -n 10 go build -mod=readonly -modfile="$(modfile_of "${name}")" -trimpath -tags "$(tags_of "${name}")" \
         -ldflags "$(ldflags_of "${name}")" -o "${path}.tmp" "$(package_of "${name}")")
     mv -f "${path}.tmp" "${path}"
     echo "${stamp}" >"${path}.stamp"

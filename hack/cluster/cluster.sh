@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The local Kubernetes control plane for tests and the demo, without Docker:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (the
-# fake kubelets) run as processes on loopback, started by kwokctl.
+# The local Kubernetes clusters for tests and the demo, without Docker. Two kinds:
+#   real  one real node (hack/cluster/node.sh): kubelet, containerd, runc, CNI,
+#         kube-proxy, CoreDNS; kubeconfig <repo>/.cluster/node/kubeconfig
+#   kwok  etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+#         (fake kubelets: pods run nothing) as processes on loopback, started
+#         by kwokctl; kubeconfig <repo>/.cluster/kubeconfig, state .cluster/kwok
+# Both can run at once.
 #
-#   hack/cluster/cluster.sh up      build once (cached), start, wait until usable
-#   hack/cluster/cluster.sh down    stop and remove all cluster state
-#   hack/cluster/cluster.sh status  exit 0 if the cluster answers
+#   hack/cluster/cluster.sh up [real|kwok]      build once (cached), start, wait until usable
+#   hack/cluster/cluster.sh down [real|kwok]    stop and remove it (both by default)
+#   hack/cluster/cluster.sh status [real|kwok]  exit 0 if it answers
 #
-# Both up and down are idempotent. The kubeconfig is written to
-# <repo>/.cluster/kubeconfig; cluster state lives in <repo>/.cluster/kwok.
+# Without a kind: $CLUSTER_RUNTIME, else real where the machine can run a node
+# (root, runc, iptables, bridges; hack/cluster/node.sh supported), else kwok.
+# up and down are idempotent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -212,12 +217,35 @@ down() {
   log "down"
 }
 
-case "${1:-}" in
-  up) up ;;
-  down) down ;;
-  status) answers ;;
-  *)
-    echo "usage: $0 up|down|status" >&2
-    exit 2
+usage() {
+  echo "usage: $0 up|down|status [real|kwok]" >&2
+  exit 2
+}
+
+action="${1:-}"
+runtime="${2:-${CLUSTER_RUNTIME:-}}"
+case "${runtime}" in
+  real | kwok) ;;
+  "" | auto)
+    if [[ "${action}" == down && -z "${2:-}" ]]; then
+      runtime=both
+    elif "${CLUSTER_HACK_DIR}/node.sh" supported >/dev/null 2>&1; then
+      runtime=real
+    else
+      runtime=kwok
+    fi
     ;;
+  *) usage ;;
+esac
+
+case "${action}:${runtime}" in
+  up:real | down:real | status:real) exec "${CLUSTER_HACK_DIR}/node.sh" "${action}" ;;
+  up:kwok) up ;;
+  down:kwok) down ;;
+  status:kwok) answers ;;
+  down:both)
+    down
+    "${CLUSTER_HACK_DIR}/node.sh" down
+    ;;
+  *) usage ;;
 esac

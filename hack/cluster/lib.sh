@@ -13,7 +13,11 @@ _required_version() { # <go.mod> <module>
 K8S_VERSION="$(_required_version "${CLUSTER_HACK_DIR}/k8s/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(_required_version "${CLUSTER_HACK_DIR}/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="$(_required_version "${CLUSTER_HACK_DIR}/kwok/go.mod" sigs.k8s.io/kwok)"
-if [[ -z "${K8S_VERSION}" || -z "${ETCD_VERSION}" || -z "${KWOK_VERSION}" ]]; then
+CONTAINERD_VERSION="$(_required_version "${CLUSTER_HACK_DIR}/containerd/go.mod" github.com/containerd/containerd/v2)"
+CNI_VERSION="$(_required_version "${CLUSTER_HACK_DIR}/cni/go.mod" github.com/containernetworking/plugins)"
+COREDNS_VERSION="$(_required_version "${CLUSTER_HACK_DIR}/coredns/go.mod" github.com/coredns/coredns)"
+if [[ -z "${K8S_VERSION}" || -z "${ETCD_VERSION}" || -z "${KWOK_VERSION}" || -z "${CONTAINERD_VERSION}" ||
+  -z "${CNI_VERSION}" || -z "${COREDNS_VERSION}" ]]; then
   echo "hack/cluster: cannot read the pinned versions from hack/cluster/*/go.mod" >&2
   return 1
 fi
@@ -28,6 +32,12 @@ CLUSTER_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd kwo
 if ! command -v kubectl >/dev/null 2>&1 && ! [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/kubectl" ]]; then
   CLUSTER_BINARIES+=(kubectl)
 fi
+
+# What the real node adds (hack/cluster/node.sh): the kubelet and kube-proxy
+# from the k8s module, the container runtime, the CNI plugins (in cni/, the
+# directory the runtime searches), the cluster DNS. runc is the distribution's.
+NODE_BINARIES=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr
+  cni/bridge cni/host-local cni/loopback cni/portmap coredns)
 
 # Path of a binary: KUBEBUILDER_ASSETS wins where it has it (envtest layout),
 # otherwise our version-keyed cache.

@@ -16,6 +16,12 @@ Which cluster:
   namespaces, and must never land on a cluster nobody chose for them. Tests that need kwok's
   simulated pods (the `local_cluster` fixture) skip there.
 
+The real node (hack/cluster/node.sh): the `real_cluster` fixture, for tests marked `realnode` that need
+real containers of our images (probes, Jobs, the gate, restores). It starts the node if it is not up
+(`hack/cluster/cluster.sh up real`: one per machine; it takes over a node another checkout left),
+builds and imports both images (`hack/images/build.sh`, cached), and leaves the node running. Those
+tests skip (one line) only on a machine that cannot run a node (not root, no runc/iptables/buildah).
+
 Kube tests skip (one line) only where Go is absent and KUBEBUILDER_ASSETS is not set: nothing
 could build or provide the control plane. Any other failure to start is an error.
 """
@@ -30,6 +36,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +47,12 @@ from kubernetes.client.rest import ApiException
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO_ROOT / "hack" / "cluster" / "cluster.sh"
 BUILD_SH = REPO_ROOT / "hack" / "cluster" / "build.sh"
-LOCAL_KUBECONFIG = REPO_ROOT / ".cluster" / "kubeconfig"
+LOCAL_KUBECONFIG = REPO_ROOT / ".cluster" / "kubeconfig"  # the kwok cluster
+NODE_SH = REPO_ROOT / "hack" / "cluster" / "node.sh"
+NODE_KUBECONFIG = REPO_ROOT / ".cluster" / "node" / "kubeconfig"  # the real node
+IMAGES_SH = REPO_ROOT / "hack" / "images" / "build.sh"
+IMAGES_ENV = REPO_ROOT / ".cluster" / "images.env"
+BRIDGE_IP = "10.244.0.1"  # the real node's bridge: the only address its pods reach the host on
 NO_TOOLCHAIN = (
     "local Kubernetes control plane unavailable: no `go` on PATH and KUBEBUILDER_ASSETS unset "
     "(install Go, or set ADMINAPI_TEST_KUBECONFIG to a cluster)"
@@ -114,11 +126,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cfg = session.config
     if cfg.option.collectonly or _external_kubeconfig() is not None:
         return
-    if not any(item.get_closest_marker("kube") for item in session.items):
+    wants_kwok = any(item.get_closest_marker("kube") for item in session.items)
+    wants_node = any(item.get_closest_marker("realnode") for item in session.items) and (
+        subprocess.run([str(NODE_SH), "supported"], capture_output=True).returncode == 0)
+    if not (wants_kwok or wants_node) or not _toolchain_available():
         return
-    if _answers(LOCAL_KUBECONFIG) or not _toolchain_available():
+    if wants_kwok and not wants_node and _answers(LOCAL_KUBECONFIG):
         return
-    if subprocess.run([str(BUILD_SH), "--check"], capture_output=True).returncode == 0:
+    build_args = ["--node"] if wants_node else []
+    if subprocess.run([str(BUILD_SH), "--check", *build_args], capture_output=True).returncode == 0:
         return
     capman = cfg.pluginmanager.getplugin("capturemanager")
     reporter = cfg.pluginmanager.getplugin("terminalreporter")
@@ -126,7 +142,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line("building the local Kubernetes control plane (first run only; hack/cluster/build.sh)")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
         # Progress goes to stderr, live; a failure surfaces in the kubeconfig fixture.
-        build = subprocess.run([str(BUILD_SH)], stdout=subprocess.DEVNULL)
+        build = subprocess.run([str(BUILD_SH), *build_args], stdout=subprocess.DEVNULL)
     if build.returncode != 0:
         _build_failure = f"hack/cluster/build.sh failed (exit {build.returncode}); its output is above the test results"
 
@@ -152,7 +168,7 @@ def kubeconfig() -> Iterator[Path]:
     if _build_failure:
         pytest.fail(_build_failure, pytrace=False)
 
-    up = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True)
+    up = subprocess.run([str(CLUSTER_SH), "up", "kwok"], capture_output=True, text=True)
     if up.returncode != 0:
         pytest.fail(f"hack/cluster/cluster.sh up failed:\n{up.stdout}{up.stderr[-6000:]}", pytrace=False)
     started = "already up" not in up.stderr  # another session may have won the race
@@ -160,7 +176,7 @@ def kubeconfig() -> Iterator[Path]:
         yield LOCAL_KUBECONFIG
     finally:
         if started and os.environ.get("ADMINAPI_STOP_CLUSTER", "") in ("1", "true", "yes"):
-            subprocess.run([str(CLUSTER_SH), "down"], capture_output=True)
+            subprocess.run([str(CLUSTER_SH), "down", "kwok"], capture_output=True)
         elif started:
             global _left_running
             _left_running = True
@@ -183,6 +199,72 @@ def local_cluster(kubeconfig: Path) -> Path:
     if kubeconfig != LOCAL_KUBECONFIG:
         pytest.skip("needs the local cluster's simulated pods (hack/cluster/stages); ADMINAPI_TEST_KUBECONFIG is set")
     return kubeconfig
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "realnode: needs the real node (hack/cluster/node.sh) and our images")
+
+
+@dataclass(frozen=True)
+class RealCluster:
+    kubeconfig: Path
+    service_image: str  # localhost/admin-api:HASH, imported into the node
+    operator_image: str  # localhost/adminapi-operator:HASH
+    bridge_ip: str = BRIDGE_IP
+
+    def ctr(self, *args: str) -> subprocess.CompletedProcess:
+        """`ctr` on the node's containerd (the k8s.io namespace, what the kubelet sees)."""
+        script = f'source "{REPO_ROOT}/hack/cluster/lib.sh" && echo "$CLUSTER_BIN_DIR/ctr"'
+        ctr = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+        sock = REPO_ROOT / ".cluster" / "node" / "run" / "containerd.sock"
+        return subprocess.run([ctr, "--address", str(sock), "-n", "k8s.io", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> RealCluster:
+    """The real node with both images imported (see the module doc); started here if needed."""
+    supported = subprocess.run([str(NODE_SH), "supported"], capture_output=True, text=True)
+    if supported.returncode != 0:
+        pytest.skip(f"this machine cannot run a real node: {supported.stdout.strip()}")
+    if not _toolchain_available():
+        pytest.skip(NO_TOOLCHAIN)
+    up = subprocess.run([str(CLUSTER_SH), "up", "real"], capture_output=True, text=True)
+    if up.returncode != 0:
+        pytest.fail(f"hack/cluster/cluster.sh up real failed:\n{up.stdout}{up.stderr[-6000:]}", pytrace=False)
+    images = subprocess.run([str(IMAGES_SH)], capture_output=True, text=True)
+    if images.returncode != 0:
+        pytest.fail(f"hack/images/build.sh failed:\n{images.stderr[-6000:]}", pytrace=False)
+    env = dict(line.split("=", 1) for line in IMAGES_ENV.read_text().split())
+    return RealCluster(NODE_KUBECONFIG, env["SERVICE_IMAGE"], env["OPERATOR_IMAGE"])
+
+
+@pytest.fixture(scope="session")
+def real_api(real_cluster: RealCluster) -> Iterator[client.ApiClient]:
+    """A `kubernetes.client.ApiClient` for the real node."""
+    api = config.new_client_from_config(config_file=str(real_cluster.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def real_namespace(real_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace on the real node, under the restricted Pod Security Standard (enforced)."""
+    core = client.CoreV1Api(real_api)
+    name = _namespace_name(request.node.name)
+    labels = {"aistreams.io/test": "true", "pod-security.kubernetes.io/enforce": "restricted"}
+    core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    try:
+        wait_for(
+            lambda: exists(lambda: core.read_namespaced_service_account("default", name)),
+            timeout=30,
+            what=f"ServiceAccount default in {name}",
+        )
+        yield name
+    finally:
+        with contextlib.suppress(ApiException):
+            core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture(scope="session")
