@@ -59,14 +59,20 @@ pg_port="${DATABASE_URL##*@127.0.0.1:}"; pg_port="${pg_port%%/*}"
 redis_port="${REDIS_URL##*127.0.0.1:}"; redis_port="${redis_port%%/*}"
 # They listen on loopback; a relay makes them reachable on the bridge (and only there).
 if alive "$RUN/relay.pid"; then kill "$(cat "$RUN/relay.pid")"; sleep 0.5; fi
-nohup $BIN/python hack/cluster/relay.py "$BRIDGE_IP" "$pg_port" "$redis_port" "$S3_PORT" >"$RUN/relay.log" 2>&1 &
+# The local LLM (hack/models: SmolLM2-135M on llama.cpp's server) on loopback, unless LLM_ENDPOINT_FOR_PODS
+# points the pods at another OpenAI-compatible server.
+llm_port=""
+if [ -z "${LLM_ENDPOINT_FOR_PODS:-}" ]; then
+  hack/models/models.sh start llm
+  llm_port=8000
+fi
+nohup $BIN/python hack/cluster/relay.py "$BRIDGE_IP" "$pg_port" "$redis_port" "$S3_PORT" $llm_port >"$RUN/relay.log" 2>&1 &
 echo $! >"$RUN/relay.pid"
 "$BIN/admin-api" migrate
 
-# The local LLM for chat (hack/models, when present): its OpenAI-compatible endpoint, as the pods
-# reach it. Until then chat answers 503 and everything else works.
+# The LLM's OpenAI-compatible endpoint, as the pods reach it (through the relay on the bridge).
 LLM_ENDPOINT_FOR_PODS="${LLM_ENDPOINT_FOR_PODS:-http://$BRIDGE_IP:8000/v1}"
-LLM_MODEL="${LLM_MODEL:-demo}"
+LLM_MODEL="${LLM_MODEL:-SmolLM2-135M-Instruct}"
 
 step "the operator in the cluster: kubectl apply -k (manifests/ with our image)"
 mkdir -p "$RUN/overlay"
