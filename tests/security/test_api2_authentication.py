@@ -200,6 +200,23 @@ async def test_guesses_from_many_addresses_back_off_the_account_without_locking_
     assert (await _guess(throttled_app, user.username, "192.0.2.10", user.password)).status_code == 200
 
 
+async def test_logins_refused_for_saturation_do_not_count_as_failures(make_settings, make_user):
+    """FINDING (fixed): a login refused with 503 (password hashing saturated) stayed counted as a failed one,
+    so bursts of correct logins from one address (an office behind NAT) locked that address out for 15 min."""
+    from admin_api.main import create_app
+
+    application = create_app(make_settings(login_address_max_failures=6, login_hash_concurrency=1, login_hash_queue=0))
+    users = [await make_user() for _ in range(5)]
+    statuses = []
+    async with application.router.lifespan_context(application):
+        for _ in range(3):
+            burst = await asyncio.gather(*(_guess(application, u.username, "203.0.113.80", u.password) for u in users))
+            statuses += [r.status_code for r in burst]
+        assert 503 in statuses and set(statuses) <= {200, 503}, statuses
+        late = await _guess(application, users[0].username, "203.0.113.80", users[0].password)
+        assert late.status_code == 200
+
+
 async def test_the_account_back_off_ends(throttled_app, make_user):
     user = await make_user()
     for i in range(4):

@@ -81,11 +81,13 @@ class AuthService:
         # no more than the limits are ever verified (a read-then-count let them all through).
         await self._admit(keys)
 
-        user = await repository.find_active_user(self.pool, username)
-        # argon2 is deliberately slow: run it off the event loop, bounded (Saturated: 503). For an unknown
-        # user, verify against a dummy hash anyway so the response time does not tell which usernames exist.
-        stored_hash = user.password_hash if user else await self.password_checks.run(_dummy_hash)
-        valid = await self.password_checks.run(_verify, stored_hash, password)
+        try:
+            user, valid = await self._check_password(username, password)
+        except Exception:
+            # Never judged (hashing saturated, database down): not a failure. Counted, a burst of correct
+            # logins refused with 503 would lock its own address out for the whole window.
+            await self._refund(keys)
+            raise
         if user is None or not valid:
             raise InvalidCredentials()  # the attempt stays counted
 
@@ -99,6 +101,13 @@ class AuthService:
         session_id = await self.sessions.create(user_id=user.id, username=user.username, is_admin=user.is_admin)
         return LoggedIn(user=user, session_id=session_id)
 
+    async def _check_password(self, username: str, password: str) -> tuple[repository.UserRecord | None, bool]:
+        user = await repository.find_active_user(self.pool, username)
+        # argon2 is deliberately slow: run it off the event loop, bounded (Saturated: 503). For an unknown
+        # user, verify against a dummy hash anyway so the response time does not tell which usernames exist.
+        stored_hash = user.password_hash if user else await self.password_checks.run(_dummy_hash)
+        return user, await self.password_checks.run(_verify, stored_hash, password)
+
     async def logout(self, session_id_hash: str) -> None:
         await self.sessions.delete_by_hash(session_id_hash)
 
@@ -111,6 +120,9 @@ class AuthService:
         )
         if verdict != "ok":
             raise TooManyFailures(retry_after=ttl if ttl > 0 else settings.login_failure_window_seconds)
+
+    async def _refund(self, keys: _ThrottleKeys) -> None:
+        await self.redis.eval(_REFUND_SCRIPT, 3, keys.pair, keys.address, keys.account)
 
     async def _forget_failures(self, keys: _ThrottleKeys) -> None:
         """A right password: this pair and this account start afresh, the address gets its attempt back, and
@@ -137,6 +149,14 @@ for i = 1, 3 do
   redis.call('EXPIRE', KEYS[i], ARGV[1], 'NX')
 end
 return {'ok', 0}
+"""
+
+# KEYS: pair, address, account. Takes back the count of an attempt that was admitted but never judged.
+_REFUND_SCRIPT = """
+for i = 1, 3 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
+return 1
 """
 
 # KEYS as above. ARGV: address id, known-address lifetime.
