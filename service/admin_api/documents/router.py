@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from admin_api.auth.dependencies import AuthenticatedUser
 from admin_api.core.deps import ResourcesDep
 from admin_api.core.errors import SESSION_ERRORS, ErrorDetail
+from admin_api.core.text import StoredText
 from admin_api.documents.extraction import UnsupportedType
 from admin_api.documents.schemas import DocumentDeleted, DocumentList, DocumentOut
 from admin_api.documents.service import DocumentService, DocumentTooLarge
@@ -31,7 +32,7 @@ UNAVAILABLE = _errors((503, "Documents are not configured, or a backing service 
 
 router = APIRouter(prefix=PATH, tags=["documents"], responses={**SESSION_ERRORS, **UNAVAILABLE})
 
-DocumentId = Annotated[str, Path(min_length=1, max_length=64)]
+DocumentId = Annotated[StoredText, Path(min_length=1, max_length=64)]
 
 
 async def get_document_service(user: AuthenticatedUser, resources: ResourcesDep) -> DocumentService:

@@ -40,3 +40,15 @@ async def test_unknown_document_id_is_404(docs):
     assert (await docs.alice.get(f"{DOCUMENTS}/nope")).status_code == 404
     response = await docs.alice.post(SEND, json={"message": "hi", "document_ids": ["nope"]})
     assert response.status_code == 404
+
+
+async def test_hostile_document_ids_are_4xx_not_5xx(docs):
+    """FINDING (fixed): a NUL in the path's id reached PostgreSQL (which cannot store it): a 500."""
+    for document_id in ["%00", "a%00b", "%ED%A0%80", "%F0%9F%98%80", "x" * 64, "x" * 65, "..%2F..%2Fetc"]:
+        for method, path in [("GET", f"{DOCUMENTS}/{document_id}"), ("GET", f"{DOCUMENTS}/{document_id}/content"),
+                             ("DELETE", f"{DOCUMENTS}/{document_id}")]:
+            response = await docs.alice.request(method, path)
+            assert 400 <= response.status_code < 500, (method, path, response.status_code, response.text[:200])
+    for cursor in ["%00", "AAAA", "x" * 500]:
+        response = await docs.alice.get(f"{DOCUMENTS}?cursor={cursor}")
+        assert 400 <= response.status_code < 500 or response.status_code == 200, (cursor, response.text[:200])
