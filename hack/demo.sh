@@ -38,9 +38,11 @@ if ! alive "$RUN/s3.pid"; then
   rm -f "$RUN/s3.env"
   # SeaweedFS as the tests run it (tests/support/s3.py), kept running; its keys go to s3.env.
   nohup $BIN/python - "$weed" "$RUN" >"$RUN/s3.log" 2>&1 <<'PY' &
-import os, sys, tempfile, time
+import os, signal, sys, tempfile, time
 from pathlib import Path
 from tests.support.s3 import run_seaweedfs
+# make demo-down's SIGTERM unwinds the with-blocks: SeaweedFS is stopped and its temp dir removed.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 weed, run = sys.argv[1], Path(sys.argv[2])
 with tempfile.TemporaryDirectory(prefix="admin-api-demo-s3-") as root, run_seaweedfs(weed, Path(root)) as s3:
     env = run / "s3.env.tmp"
@@ -138,9 +140,12 @@ Try it (export KUBECONFIG=$PWD/$KC):
   # the first admin the operator generated: Secret admin-api-bootstrap-admin (username, password)
   # a good rollout: the same image under a new tag: backup Job to S3, new pods, health gate, Ready
   kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"$good"}}'
-  # a bad rollout: a tag whose container exits at once (CrashLoopBackOff): rolled back by itself
-  # after rollout.timeoutSeconds (90 s here), the old pods serving throughout
+  # a bad rollout: a tag whose container exits at once. Its migration Job (the new version's
+  # admin-api migrate, run before any pod changes) fails: MigrationFailed, nothing rolled out
   kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"$bad"}}'
+  # another: the good image with an unreachable Redis. It migrates, its pods start but /health/ready
+  # answers 503: rolled back by itself after rollout.timeoutSeconds (90 s here), the old pods serving throughout
+  kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"$good","redis":{"url":"redis://$BRIDGE_IP:1"}}}'
   kubectl -n $NS get adminapi -w                # the phase as it moves
   kubectl -n $NS describe adminapi admin-api    # the story, as Events
   kubectl -n adminapi-operator logs deploy/adminapi-operator
