@@ -388,6 +388,12 @@ network() {
   ip route add "${SVC_CIDR}" dev "${BRIDGE}" src "${NODE_IP}"
   save_sysctl net.ipv4.ip_forward 1
   save_sysctl net.bridge.bridge-nf-call-iptables 1
+  # The kubelet sets these itself (protectKernelDefaults: false): remember the machine's values for `down`.
+  local key
+  for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
+    kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
+    save_sysctl "${key}" "$(sysctl -n "${key}")"
+  done
 }
 
 control_plane() {
