@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ import pytest
 from admin_api.main import create_app
 
 from tests.service.conftest import client_for
-from tests.support.migrations import HEAD, NEXT_REVISION, migrate, next_version
+from tests.support.migrations import HEAD, NEXT_REVISION, migrate, next_version, python_env
 
 # The deployment guide's expected USR_CNVS_SMRY indexes, by name.
 GUIDE_INDEXES = {
@@ -28,7 +27,7 @@ GUIDE_INDEXES = {
 def admin_api(*args: str, database_url: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "admin_api.cli", *args],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": database_url, **env},
+        env={**python_env(), "DATABASE_URL": database_url, **env},
         input=stdin,
         capture_output=True,
         text=True,
@@ -39,7 +38,7 @@ def admin_api(*args: str, database_url: str, stdin: str | None = None, **env: st
 def start_admin_api(*args: str, database_url: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "admin_api.cli", *args],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": database_url},
+        env={**python_env(), "DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
