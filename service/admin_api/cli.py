@@ -2,7 +2,8 @@
 
     admin-api serve [--host H] [--port P]              run the API (uvicorn)
     admin-api migrate                                   apply pending migrations, all in one transaction
-                                                        (+ bootstrap admin)
+                                                        (+ bootstrap admin); a database a newer version
+                                                        migrated is left as it is (exit 0)
     admin-api create-user USERNAME [--admin] --password-stdin
     admin-api backup --namespace NS --instance NAME [--key NS/NAME/...] [--retention N]
                                                         pg_dump into object storage; prints one JSON line
@@ -193,11 +194,16 @@ def migrate_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     bootstrap = _bootstrap_admin(settings)
     try:
-        upgrade(settings.database_url)  # all pending migrations in one transaction
+        ahead = upgrade(settings.database_url)  # all pending migrations in one transaction
     except Exception as error:
         reason = _explain_migration_error(error, settings)
         raise CommandError(f"migrate failed, nothing was applied: {reason}") from None
-    log.info("migrations applied")
+    if ahead is not None:
+        # After a rollback that kept the newer version's database: this version runs on it (migrations are
+        # additive), so its pods must start rather than fail at their init container.
+        print(ahead.describe(), flush=True)
+    else:
+        log.info("migrations applied")
     if bootstrap is not None:
         username, password = bootstrap
         created = _run_db(_create_user(settings, username, password, is_admin=True, if_absent=True))

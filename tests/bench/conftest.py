@@ -98,6 +98,10 @@ def server_env(bench_database: str, redis_url: str, llm: ServeProcess) -> dict[s
         "LLM_MODEL": "test-model",
         "COOKIE_SECURE": "false",  # plain http on loopback
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),  # as deployed: one line per API request
+        # The benchmarks measure load, not abuse: hundreds of sends by one user would meet the per-user limits
+        # (30 a minute, 3 at once) and time 429s. The limit checks still run on every send, so their cost counts.
+        "CHAT_RATE_LIMIT": "1000000",
+        "CHAT_MAX_CONCURRENT": "1000",
     }
 
 

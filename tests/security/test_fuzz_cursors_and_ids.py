@@ -63,12 +63,16 @@ requests = st.one_of(
 )
 
 
-async def test_no_cursor_or_id_is_a_5xx(user_client):
+async def test_no_cursor_or_id_is_a_5xx(user_client, seed_conversation):
     loop = asyncio.get_running_loop()
     seen: list[int] = []
+    # history/detail reads a cursor only on a conversation the caller may see: give it one of its own.
+    own = await seed_conversation(user_client.user.id, messages=[("user", "q"), ("assistant", "a")])
+    own_detail = st.builds(lambda c, n: (HISTORY_DETAIL, {"cnvs_idt_id": own, "cursor": c, "limit": n}),
+                           st.one_of(st.none(), cursors, well_formed_cursors), st.integers(-1, 501))
 
     @FUZZ
-    @given(request=requests)
+    @given(request=st.one_of(requests, own_detail))
     def run(request) -> None:
         path, body = request
         response = asyncio.run_coroutine_threadsafe(post_raw_json(user_client, path, body), loop).result(60)

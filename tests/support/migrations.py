@@ -68,6 +68,12 @@ def next_version(root: Path, *revisions: str) -> Path:
     return scripts
 
 
+def python_env() -> dict[str, str]:
+    """The basics of an environment for a child Python, PYTHONPATH included: run from another checkout (a git
+    worktree), the child must import that checkout's admin_api, not the one the venv was installed from."""
+    return {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH") if name in os.environ}
+
+
 def migrate(scripts: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """`admin-api migrate`, the CLI's own code, with its script directory pointed at `scripts`."""
     program = (
@@ -76,10 +82,9 @@ def migrate(scripts: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
         "from admin_api.cli import main\n"
         "sys.exit(main(['migrate']))\n"
     )
-    basics = {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR", "LANG") if name in os.environ}
     return subprocess.run(
         [sys.executable, "-c", program, str(scripts)],
-        env={**basics, **env},
+        env={**python_env(), **env},
         capture_output=True,
         text=True,
         timeout=120,

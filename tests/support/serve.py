@@ -52,7 +52,8 @@ class ServeProcess:
 
 
 def start_serve(env: dict[str, str], log_dir: Path, module: str = "admin_api.cli") -> ServeProcess:
-    """Start `admin-api serve` with exactly `env` (plus PATH) and wait until /health/live answers.
+    """Start `admin-api serve` with exactly `env` (plus PATH, and PYTHONPATH: from another checkout, a git
+    worktree, the server must run that checkout's admin_api) and wait until /health/live answers.
     `module`: another program with the same `serve --host --port` command line (the benchmarks' baselines)."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,8 @@ def start_serve(env: dict[str, str], log_dir: Path, module: str = "admin_api.cli
     with server.stdout.open("w") as out, server.stderr.open("w") as err:
         server.process = subprocess.Popen(
             [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env={"PATH": os.environ["PATH"], **env}, stdout=out, stderr=err)
+            env={**{name: os.environ[name] for name in ("PATH", "PYTHONPATH") if name in os.environ}, **env},
+            stdout=out, stderr=err)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while True:
         if server.process.poll() is not None:

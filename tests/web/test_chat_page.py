@@ -114,6 +114,28 @@ async def test_history_pages_newest_first_with_more(page, make_user, seed_conver
     assert not page.visible("more")
 
 
+async def test_a_long_conversation_opens_on_its_newest_page_with_earlier_on_demand(page, make_user, seed_conversation):
+    user = await make_user()
+    turns = [("user" if n % 2 == 0 else "assistant", f"Message {n:03}") for n in range(130)]
+    await seed_conversation(user.id, title="Long chat", messages=turns)
+    page.open()
+    page.login(user.username, user.password)
+    page.wait(lambda: page.titles() == ["Long chat"], "history")
+    assert not page.visible("earlier")
+    page.driver.find_element(By.CSS_SELECTOR, "#conversations button").click()
+    # history/detail's first page: the newest 100, oldest first.
+    page.wait(lambda: len(page.text_of("#messages > li")) == 100, "newest page")
+    assert page.text_of("#messages > li") == [text for _, text in turns[30:]]
+    assert page.visible("earlier")
+    page.el("earlier").click()
+    page.wait(lambda: len(page.text_of("#messages > li")) == 130, "earlier page")
+    assert page.text_of("#messages > li") == [text for _, text in turns]  # each once, in order
+    assert not page.visible("earlier")
+
+    page.el("new-chat").click()
+    assert page.text_of("#messages > li") == [] and not page.visible("earlier")
+
+
 async def test_errors_are_explained(page, make_user, openai_server):
     user = await make_user()
     page.open()

@@ -1,4 +1,5 @@
-"""Opaque keyset cursors: base64url of the last row's ("REG_DT", "CNVS_IDT_ID").
+"""Opaque keyset cursors: base64url of the last row's ("REG_DT", "CNVS_IDT_ID") for history/list, of the
+oldest message's ("REG_DT", "MSG_IDT_ID") for history/detail.
 
 A cursor comes back from the client, so everything in it is checked before it reaches a query: a
 timestamp PostgreSQL and asyncpg can represent (asyncpg converts to UTC, which overflows near year 1 and

@@ -30,11 +30,26 @@ LIMIT $4
 
 COUNT_SQL = """SELECT count(*) FROM "USR_CNVS_SMRY" WHERE "USR_ID" = $1 AND "USE_YN" = 'Y'"""
 
-MESSAGES_SQL = """
-SELECT "MSG_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD", "REG_DT", "SRC_JSON" FROM "CNVS_MSG"
+# Messages page back from the newest on idx_cnvs_msg_cnvs_idt_id_msg_id ("CNVS_IDT_ID", "MSG_ID"), read
+# backwards from where the page starts: the same cost at any depth. "MSG_ID" is the order they were stored
+# in ("REG_DT" is not: a turn's messages may share one).
+_MESSAGE_COLUMNS = '"MSG_IDT_ID", "ROLE_CD", "MSG_CN", "STTS_CD", "REG_DT", "SRC_JSON"'
+
+LATEST_MESSAGES_SQL = f"""
+SELECT {_MESSAGE_COLUMNS} FROM "CNVS_MSG"
 WHERE "CNVS_IDT_ID" = $1
-ORDER BY "MSG_ID"
+ORDER BY "MSG_ID" DESC
+LIMIT $2
 """
+
+MESSAGES_BEFORE_SQL = f"""
+SELECT {_MESSAGE_COLUMNS} FROM "CNVS_MSG"
+WHERE "CNVS_IDT_ID" = $1 AND "MSG_ID" < $2
+ORDER BY "MSG_ID" DESC
+LIMIT $3
+"""
+
+MESSAGE_POSITION_SQL = """SELECT "MSG_ID" FROM "CNVS_MSG" WHERE "MSG_IDT_ID" = $1 AND "CNVS_IDT_ID" = $2"""
 
 RENAME_SQL = f"""
 UPDATE "USR_CNVS_SMRY" SET "CNVS_TTL" = $3, "UPD_DT" = now()
@@ -63,8 +78,19 @@ async def count_active(conn: asyncpg.Connection, user_id: int) -> int:
     return await conn.fetchval(COUNT_SQL, user_id)
 
 
-async def list_messages(conn: asyncpg.Connection, cnvs_idt_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(MESSAGES_SQL, cnvs_idt_id)
+async def latest_messages(conn: asyncpg.Connection, cnvs_idt_id: str, limit: int) -> list[asyncpg.Record]:
+    """The last `limit` messages, newest first."""
+    return await conn.fetch(LATEST_MESSAGES_SQL, cnvs_idt_id, limit)
+
+
+async def messages_before(conn: asyncpg.Connection, cnvs_idt_id: str, msg_id: int, limit: int) -> list[asyncpg.Record]:
+    """The `limit` messages stored just before message `msg_id`, newest first."""
+    return await conn.fetch(MESSAGES_BEFORE_SQL, cnvs_idt_id, msg_id, limit)
+
+
+async def message_position(conn: asyncpg.Connection, cnvs_idt_id: str, msg_idt_id: str) -> int | None:
+    """The "MSG_ID" of a message of this conversation, or None."""
+    return await conn.fetchval(MESSAGE_POSITION_SQL, msg_idt_id, cnvs_idt_id)
 
 
 async def rename(conn: asyncpg.Connection, cnvs_idt_id: str, user_id: int, title: str) -> asyncpg.Record | None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi.exceptions import RequestValidationError
 
 from admin_api.auth.dependencies import AuthenticatedUser
 from admin_api.core.deps import PoolDep
 from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS
 from admin_api.history.schemas import (
     ConversationDetail,
+    ConversationDetailRequest,
     ConversationRef,
     ConversationSummary,
     DeleteResponse,
@@ -21,7 +23,7 @@ from admin_api.history.schemas import (
     HistoryListResponse,
     RenameRequest,
 )
-from admin_api.history.service import HistoryService
+from admin_api.history.service import HistoryService, InvalidCursor
 
 router = APIRouter(
     prefix="/api/v1/history", tags=["history"], responses={**JSON_WRITE_ERRORS, **SESSION_ERRORS}
@@ -49,12 +51,19 @@ async def list_conversations(
 
 @router.post("/detail", response_model=ConversationDetail, responses=NOT_FOUND_RESPONSE)
 async def conversation_detail(
-    body: ConversationRef,
+    body: ConversationDetailRequest,
     user: AuthenticatedUser,
     service: HistoryServiceDep,
 ) -> ConversationDetail:
-    """One conversation with its messages, oldest first."""
-    return await service.detail(user.id, body.cnvs_idt_id)
+    """One conversation with a page of its messages (oldest first within the page): the newest `limit`
+    messages, then, with `cursor` = `next_cursor`, the ones before them, until `next_cursor` is null."""
+    try:
+        return await service.detail(user.id, body.cnvs_idt_id, limit=body.limit, cursor=body.cursor)
+    except InvalidCursor as error:
+        # The same 422 as a cursor that does not decode (the schema's validator).
+        raise RequestValidationError(
+            [{"loc": ("body", "cursor"), "msg": f"Value error, {error}", "type": "value_error"}]
+        ) from None
 
 
 @router.post("/rename", response_model=ConversationSummary, responses=NOT_FOUND_RESPONSE)

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from admin_api.core.text import StoredText
 from admin_api.documents.schemas import Source
 from admin_api.history.cursor import decode_cursor
 
 MAX_PAGE = 1_000_000  # bounds OFFSET; deeper than this, use the cursor
+# history/detail: a page of messages, not the whole conversation (one of 6,000 long messages was 49 MB).
+MESSAGES_PAGE_DEFAULT = 100
+MESSAGES_PAGE_MAX = 500
+
+
+def _decodes(cursor: str | None) -> str | None:
+    if cursor is not None:
+        decode_cursor(cursor)  # a ValueError here is a 422 naming the field
+    return cursor
+
+
+Cursor = Annotated[str | None, Field(max_length=256), AfterValidator(_decodes)]
 
 
 class _Request(BaseModel):
@@ -20,23 +33,26 @@ class _Request(BaseModel):
 class HistoryListRequest(_Request):
     page: int = Field(default=1, ge=1, le=MAX_PAGE, strict=True, description="1-based page (offset paging).")
     page_size: int = Field(default=20, ge=1, le=100, strict=True)
-    cursor: str | None = Field(
+    cursor: Cursor = Field(
         default=None,
-        max_length=256,
         description="`next_cursor` of the previous page: keyset paging, same cost at any depth. "
         "When given, `page` is only echoed back.",
     )
 
-    @field_validator("cursor")
-    @classmethod
-    def _cursor_decodes(cls, cursor: str | None) -> str | None:
-        if cursor is not None:
-            decode_cursor(cursor)
-        return cursor
-
 
 class ConversationRef(_Request):
     cnvs_idt_id: StoredText = Field(min_length=1, max_length=64)
+
+
+class ConversationDetailRequest(ConversationRef):
+    limit: int = Field(
+        default=MESSAGES_PAGE_DEFAULT, ge=1, le=MESSAGES_PAGE_MAX, strict=True, description="Messages per page."
+    )
+    cursor: Cursor = Field(
+        default=None,
+        description="`next_cursor` of the previous page: the messages just before that page's first one. "
+        "Without it, the newest page.",
+    )
 
 
 class RenameRequest(ConversationRef):
@@ -76,7 +92,12 @@ class MessageOut(BaseModel):
 
 
 class ConversationDetail(ConversationSummary):
-    messages: list[MessageOut]
+    messages: list[MessageOut] = Field(
+        description="One page, oldest first: the newest `limit` messages, or those before `cursor`."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the page of older messages; null when this page starts the conversation."
+    )
 
 
 class DeleteResponse(BaseModel):

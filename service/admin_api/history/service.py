@@ -10,7 +10,7 @@ import asyncpg
 from admin_api import conversations
 from admin_api.conversations import ConversationNotFound
 from admin_api.history import repository
-from admin_api.history.cursor import decode_cursor, encode_cursor
+from admin_api.history.cursor import INVALID, decode_cursor, encode_cursor
 from admin_api.history.schemas import (
     ConversationDetail,
     ConversationSummary,
@@ -23,6 +23,21 @@ def _summary(row: asyncpg.Record) -> ConversationSummary:
     return ConversationSummary(
         cnvs_idt_id=row["CNVS_IDT_ID"], title=row["CNVS_TTL"], reg_dt=row["REG_DT"], upd_dt=row["UPD_DT"]
     )
+
+
+def _message(row: asyncpg.Record) -> MessageOut:
+    return MessageOut(
+        message_id=row["MSG_IDT_ID"],
+        role=row["ROLE_CD"],
+        content=row["MSG_CN"],
+        status=row["STTS_CD"],
+        reg_dt=row["REG_DT"],
+        sources=json.loads(row["SRC_JSON"]) if row["SRC_JSON"] is not None else None,
+    )
+
+
+class InvalidCursor(ValueError):
+    """A cursor that decodes but does not point into this conversation: a 422, like one that does not decode."""
 
 
 class HistoryService:
@@ -49,26 +64,26 @@ class HistoryService:
             next_cursor=next_cursor,
         )
 
-    async def detail(self, user_id: int, cnvs_idt_id: str) -> ConversationDetail:
+    async def detail(self, user_id: int, cnvs_idt_id: str, *, limit: int, cursor: str | None) -> ConversationDetail:
+        """The newest `limit` messages, or with `cursor` (the oldest message of the page before) the `limit`
+        stored just before it. Only the cursor's message id is used: it places the page, in stored order."""
         async with self.pool.acquire() as conn:
             row = await conversations.find_active(conn, cnvs_idt_id, user_id)
             if row is None:
                 raise ConversationNotFound(cnvs_idt_id)
-            messages = await repository.list_messages(conn, cnvs_idt_id)
-        return ConversationDetail(
-            **_summary(row).model_dump(),
-            messages=[
-                MessageOut(
-                    message_id=m["MSG_IDT_ID"],
-                    role=m["ROLE_CD"],
-                    content=m["MSG_CN"],
-                    status=m["STTS_CD"],
-                    reg_dt=m["REG_DT"],
-                    sources=json.loads(m["SRC_JSON"]) if m["SRC_JSON"] is not None else None,
-                )
-                for m in messages
-            ],
-        )
+            if cursor is None:
+                messages = await repository.latest_messages(conn, cnvs_idt_id, limit + 1)
+            else:
+                _, msg_idt_id = decode_cursor(cursor)
+                position = await repository.message_position(conn, cnvs_idt_id, msg_idt_id)
+                if position is None:  # well formed, but not a message of this conversation
+                    raise InvalidCursor(INVALID)
+                messages = await repository.messages_before(conn, cnvs_idt_id, position, limit + 1)
+        has_more = len(messages) > limit
+        page = messages[:limit][::-1]  # read newest first; a page lists them oldest first
+        next_cursor = encode_cursor(page[0]["REG_DT"], page[0]["MSG_IDT_ID"]) if has_more else None
+        return ConversationDetail(**_summary(row).model_dump(), messages=[_message(m) for m in page],
+                                  next_cursor=next_cursor)
 
     async def rename(self, user_id: int, cnvs_idt_id: str, title: str) -> ConversationSummary:
         async with self.pool.acquire() as conn:

@@ -14,7 +14,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from admin_api.migrations import ADVISORY_LOCK_KEY
+from admin_api.migrations import ADVISORY_LOCK_KEY, Ahead
 
 config = context.config
 
@@ -27,7 +27,18 @@ def run_migrations(connection: Connection) -> None:
         # Taken before alembic reads alembic_version: a replica that waited here then sees the
         # migrations the other one committed, and has nothing left to do. Released at commit.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        ahead = _ahead()
+        if ahead is not None:  # alembic would fail on it ("Can't locate revision"): a rolled-back newer version's
+            config.attributes["ahead"] = ahead
+            return
         context.run_migrations()
+
+
+def _ahead() -> Ahead | None:
+    script = context.script
+    known = {revision.revision for revision in script.walk_revisions()}
+    unknown = tuple(head for head in context.get_context().get_current_heads() if head not in known)
+    return Ahead(revisions=unknown, heads=tuple(script.get_heads())) if unknown else None
 
 
 async def run_async() -> None:

@@ -10,6 +10,7 @@ const state = {
   user: null,
   conversationId: "", // "" = a new conversation, created by the first message
   cursor: null, // next_cursor of the last history page
+  messagesCursor: null, // next_cursor of the oldest page of messages shown: earlier ones are left to load
   busy: false, // a message is being answered
   documentsEnabled: false, // the server has the documents API (it answers 503 when it is not configured)
   documents: new Map(), // document_id -> the document as last seen
@@ -203,28 +204,64 @@ function setConversation(id, title) {
 function newConversation() {
   setConversation("", "New conversation");
   $("messages").replaceChildren();
+  setEarlier(null);
   $("message").focus();
 }
 
-function addMessage(role, content, status = "complete") {
+function messageItem(role, content, status) {
   const item = document.createElement("li");
   item.className = `message ${role}${status === "complete" ? "" : " failed"}`;
   item.textContent = content;
+  return item;
+}
+
+function addMessage(role, content, status = "complete") {
+  const item = messageItem(role, content, status);
   $("messages").append(item);
   item.scrollIntoView({ block: "end" });
   return item;
 }
 
+// A page of stored messages (oldest first), each answer with its sources, ready to insert.
+function storedMessages(messages) {
+  const fragment = document.createDocumentFragment();
+  for (const message of messages) {
+    const item = messageItem(message.role, message.content, message.status);
+    fragment.append(item);
+    addSources(item, message.sources);
+  }
+  return fragment;
+}
+
+function setEarlier(cursor) {
+  state.messagesCursor = cursor;
+  $("earlier").hidden = !cursor;
+}
+
+// history/detail answers the newest page of messages; older ones load on demand ("Earlier messages").
 async function openConversation(id) {
   if (state.busy) return;
   const detail = await api("/api/v1/history/detail", { cnvs_idt_id: id });
   setConversation(detail.cnvs_idt_id, detail.title);
-  $("messages").replaceChildren();
-  for (const message of detail.messages) {
-    const item = addMessage(message.role, message.content, message.status);
-    addSources(item, message.sources);
-  }
+  $("messages").replaceChildren(storedMessages(detail.messages));
+  setEarlier(detail.next_cursor);
+  $("messages").lastElementChild?.scrollIntoView({ block: "end" });
   showStatus("");
+}
+
+async function loadEarlier() {
+  const id = state.conversationId;
+  $("earlier").disabled = true; // one request per page: a second click would insert it twice
+  try {
+    const page = await api("/api/v1/history/detail", { cnvs_idt_id: id, cursor: state.messagesCursor });
+    if (id !== state.conversationId) return; // another conversation was opened meanwhile
+    const first = $("messages").firstElementChild;
+    $("messages").prepend(storedMessages(page.messages));
+    setEarlier(page.next_cursor);
+    first?.scrollIntoView({ block: "start" }); // the reader stays where they were
+  } finally {
+    $("earlier").disabled = false;
+  }
 }
 
 async function rename(event) {
@@ -548,6 +585,7 @@ $("login-form").addEventListener("submit", login);
 $("logout").addEventListener("click", guarded(logout));
 $("new-chat").addEventListener("click", () => !state.busy && newConversation());
 $("more").addEventListener("click", guarded(() => loadConversations(false)));
+$("earlier").addEventListener("click", guarded(loadEarlier));
 $("composer").addEventListener("submit", send);
 $("message").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) {

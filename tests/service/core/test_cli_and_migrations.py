@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,8 @@ import pytest
 from admin_api.main import create_app
 
 from tests.service.conftest import client_for
-from tests.support.migrations import HEAD, NEXT_REVISION, migrate, next_version
+from tests.support.databases import private_database
+from tests.support.migrations import HEAD, NEXT, NEXT_REVISION, migrate, next_version, python_env
 
 # The deployment guide's expected USR_CNVS_SMRY indexes, by name.
 GUIDE_INDEXES = {
@@ -28,7 +28,7 @@ GUIDE_INDEXES = {
 def admin_api(*args: str, database_url: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "admin_api.cli", *args],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": database_url, **env},
+        env={**python_env(), "DATABASE_URL": database_url, **env},
         input=stdin,
         capture_output=True,
         text=True,
@@ -39,7 +39,7 @@ def admin_api(*args: str, database_url: str, stdin: str | None = None, **env: st
 def start_admin_api(*args: str, database_url: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "admin_api.cli", *args],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": database_url},
+        env={**python_env(), "DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -245,3 +245,40 @@ async def test_a_failing_migration_changes_nothing(empty_database, tmp_path):
     result = await asyncio.to_thread(migrate, scripts, env)
     assert result.returncode == 0, result.stderr
     assert f"Running upgrade {HEAD} -> next1" in result.stdout
+
+
+async def test_a_database_ahead_of_this_version_is_left_as_it_is(postgres_server, tmp_path, make_settings, login):
+    # A rollback without restoring the database: the newer version migrated it, then this version's pods start
+    # again and their init container runs `admin-api migrate`, which must neither fail nor touch the schema.
+    with private_database(postgres_server) as database:
+        newer = await asyncio.to_thread(migrate, next_version(tmp_path, NEXT_REVISION), {"DATABASE_URL": database.url})
+        assert newer.returncode == 0, newer.stderr
+        schema = await asyncio.to_thread(database.schema)
+
+        env = {"BOOTSTRAP_ADMIN_USERNAME": "root-admin", "BOOTSTRAP_ADMIN_PASSWORD": "first-password-1"}
+        result = await asyncio.to_thread(admin_api, "migrate", database_url=database.url, **env)
+        assert result.returncode == 0, result.stderr
+        assert f"database is at revision {NEXT}, newer than this version knows (head {HEAD}): left as it is" in (
+            result.stdout.splitlines()
+        ), result.stdout
+        assert "Running upgrade" not in result.stdout
+        assert await asyncio.to_thread(database.schema) == schema
+        assert database.psql("SELECT version_num FROM alembic_version") == NEXT
+
+        # And this version serves on it: startup, readiness, history (a conversation the newer version tagged).
+        app = create_app(make_settings(database_url=database.url))
+        async with app.router.lifespan_context(app), client_for(app) as http:
+            await login(http, "root-admin", "first-password-1")
+            database.psql(
+                'INSERT INTO "USR_CNVS_SMRY" ("CNVS_IDT_ID", "USR_ID", "CNVS_TTL") '
+                "SELECT 'after-rollback', \"USR_ID\", 'Kept' FROM \"USR_ACCT\" WHERE \"USR_NM\" = 'root-admin'"
+            )
+            database.psql('INSERT INTO "CNVS_TAG" ("CNVS_IDT_ID", "TAG_NM") VALUES (\'after-rollback\', \'new\')')
+            for path in ("/health/ready", "/health/db"):
+                response = await http.get(path)
+                assert response.status_code == 200, (path, response.text)
+            listed = await http.post("/api/v1/history/list", json={})
+            assert listed.status_code == 200, listed.text
+            assert [item["title"] for item in listed.json()["items"]] == ["Kept"]
+            detail = await http.post("/api/v1/history/detail", json={"cnvs_idt_id": "after-rollback"})
+            assert detail.status_code == 200, detail.text

@@ -94,9 +94,11 @@ async def test_detail_has_the_messages_in_order(user_client, seed_conversation):
     response = await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": cnvs_idt_id})
     assert response.status_code == 200
     body = response.json()
+    assert set(body) == {"cnvs_idt_id", "title", "reg_dt", "upd_dt", "messages", "next_cursor"}
     assert body["cnvs_idt_id"] == cnvs_idt_id
     assert body["title"] == "Chat"
     assert [(m["role"], m["content"]) for m in body["messages"]] == turns
+    assert body["next_cursor"] is None  # the whole conversation fits in the first page
     assert set(body["messages"][0]) == {"message_id", "role", "content", "status", "reg_dt", "sources"}
     assert body["messages"][1]["sources"] is None  # an answer given without documents
     assert body["messages"][0]["status"] == "complete"
@@ -155,3 +157,90 @@ async def test_someone_elses_conversation_is_not_found(
 async def test_detail_validation(user_client):
     for bad in ({}, {"cnvs_idt_id": ""}, {"cnvs_idt_id": "x" * 65}, {"cnvs_idt_id": 5}):
         assert (await user_client.post("/api/v1/history/detail", json=bad)).status_code == 422, bad
+    for limit in (0, 501, "5", 1.5, True, None):
+        response = await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": "x", "limit": limit})
+        assert response.status_code == 422, limit
+        assert response.json()["detail"][0]["loc"] == ["body", "limit"]
+
+
+async def _seed_messages(db, cnvs_idt_id: str, count: int) -> list[str]:
+    """`count` messages in one statement (so all with the same REG_DT); their contents, in stored order."""
+    await db.execute(
+        'INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN") '
+        "SELECT gen_random_uuid()::text, $1, CASE WHEN n % 2 = 1 THEN 'user' ELSE 'assistant' END, 'message ' || n "
+        "FROM generate_series(1, $2) AS n ORDER BY n",
+        cnvs_idt_id,
+        count,
+    )
+    return [f"message {n}" for n in range(1, count + 1)]
+
+
+async def _walk_detail(http, cnvs_idt_id: str, **request) -> list[list[dict]]:
+    """Every page of history/detail, in the order asked for (newest page first)."""
+    pages, cursor = [], None
+    while True:
+        body = {"cnvs_idt_id": cnvs_idt_id, **request, **({"cursor": cursor} if cursor else {})}
+        response = await http.post("/api/v1/history/detail", json=body)
+        assert response.status_code == 200, response.text
+        pages.append(response.json()["messages"])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+@pytest.mark.parametrize(("request_limit", "page_size", "pages"), [(None, 100, 20), (500, 500, 4), (333, 333, 7)])
+async def test_a_long_conversation_comes_in_bounded_pages(
+    user_client, seed_conversation, db, request_limit, page_size, pages
+):
+    # FINDING (fixed): history/detail returned every message at once (6,000 long ones: a 49 MB response).
+    cnvs_idt_id = await seed_conversation(user_client.user.id, title="Long")
+    contents = await _seed_messages(db, cnvs_idt_id, 2000)
+
+    walked = await _walk_detail(user_client, cnvs_idt_id, **({"limit": request_limit} if request_limit else {}))
+    assert len(walked) == pages
+    assert all(len(page) == page_size for page in walked[:-1]) and 0 < len(walked[-1]) <= page_size
+    assert [m["content"] for m in walked[0]] == contents[-page_size:]  # the newest first, oldest first within
+    everything = [m for page in reversed(walked) for m in page]
+    assert [m["content"] for m in everything] == contents  # each exactly once, in order
+    assert len({m["message_id"] for m in everything}) == 2000
+
+
+async def test_paging_back_is_not_disturbed_by_new_messages(user_client, seed_conversation, db):
+    cnvs_idt_id = await seed_conversation(user_client.user.id)
+    contents = await _seed_messages(db, cnvs_idt_id, 25)
+    first = (await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": cnvs_idt_id, "limit": 10})).json()
+    await _seed_messages(db, cnvs_idt_id, 3)  # a turn arrives while the client reads back
+    cursor, older = first["next_cursor"], []
+    while cursor:
+        body = {"cnvs_idt_id": cnvs_idt_id, "limit": 10, "cursor": cursor}
+        page = (await user_client.post("/api/v1/history/detail", json=body)).json()
+        older = page["messages"] + older
+        cursor = page["next_cursor"]
+    assert [m["content"] for m in older + first["messages"]] == contents
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!", "bm90IGpzb24", "WyJ5ZXN0ZXJkYXkiLCJ4Il0", "W10", "x" * 257])
+async def test_detail_bad_cursor_is_422(user_client, seed_conversation, cursor):
+    cnvs_idt_id = await seed_conversation(user_client.user.id, messages=[("user", "hi")])
+    response = await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": cnvs_idt_id, "cursor": cursor})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "cursor"]
+
+
+async def test_a_cursor_from_another_conversation_is_422(user_client, other_user_client, seed_conversation, db):
+    mine = await seed_conversation(user_client.user.id)
+    await _seed_messages(db, mine, 3)
+    cursor = (await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": mine, "limit": 1})).json()[
+        "next_cursor"
+    ]
+    other = await seed_conversation(user_client.user.id, messages=[("user", "elsewhere")])
+    response = await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": other, "cursor": cursor})
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"loc": ["body", "cursor"], "msg": "Value error, cursor is not valid; pass back a next_cursor unchanged",
+         "type": "value_error"}
+    ]
+    # Someone else's conversation with my cursor: not found, as without one (nothing about it is told).
+    theirs = await seed_conversation(other_user_client.user.id, messages=[("user", "secret")])
+    response = await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": theirs, "cursor": cursor})
+    assert (response.status_code, response.json()) == (404, {"detail": "Conversation not found."})

@@ -1,4 +1,4 @@
-"""The history list queries read the paging index in order: no Sort node, whatever the depth."""
+"""The history list and message page queries read their index in order: no Sort node, whatever the depth."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from admin_api.history import repository
 
 PAGING_INDEX = "idx_usr_cnvs_smry_page"
+MESSAGES_INDEX = "idx_cnvs_msg_cnvs_idt_id_msg_id"
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,38 @@ async def test_keyset_page_is_an_index_scan_without_sort(db, crowded_user):
 async def test_count_uses_the_partial_index(db, crowded_user):
     nodes = await _plan(db, repository.COUNT_SQL, crowded_user)
     assert {n.get("Index Name") for n in nodes} & {PAGING_INDEX, "idx_usr_cnvs_smry_usr_id_reg_dt"}, nodes
+
+
+@pytest.fixture(scope="module")
+async def long_conversation(db, crowded_user) -> tuple[str, int]:
+    """crowded_user's 200 conversations with 100 messages each, their turns interleaved as in real use,
+    analyzed; one of them, and a message id in its middle."""
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN")
+            SELECT gen_random_uuid()::text, c."CNVS_IDT_ID", 'user', 'message ' || n
+            FROM (SELECT "CNVS_IDT_ID" FROM "USR_CNVS_SMRY" WHERE "USR_ID" = $1) AS c, generate_series(1, 100) AS n
+            ORDER BY n
+            """,
+            crowded_user,
+        )
+    await db.execute('ANALYZE "CNVS_MSG"')
+    cnvs_idt_id = await db.fetchval('SELECT "CNVS_IDT_ID" FROM "CNVS_MSG" ORDER BY "MSG_ID" DESC LIMIT 1')
+    middle = await db.fetchval(
+        'SELECT "MSG_ID" FROM "CNVS_MSG" WHERE "CNVS_IDT_ID" = $1 ORDER BY "MSG_ID" OFFSET 50 LIMIT 1', cnvs_idt_id
+    )
+    return cnvs_idt_id, middle
+
+
+async def test_message_pages_are_an_index_scan_without_sort(db, long_conversation):
+    cnvs_idt_id, middle = long_conversation
+    for nodes in (
+        await _plan(db, repository.LATEST_MESSAGES_SQL, cnvs_idt_id, 21),
+        await _plan(db, repository.MESSAGES_BEFORE_SQL, cnvs_idt_id, middle, 21),
+    ):
+        assert not [n for n in nodes if "Sort" in n["Node Type"]], nodes
+        scans = [n for n in nodes if n.get("Index Name") == MESSAGES_INDEX]
+        assert scans, [(n["Node Type"], n.get("Index Name"), n.get("Index Cond"), n.get("Filter")) for n in nodes]
+    # The cursor is where the scan starts, not a filter over the conversation's newer messages.
+    assert '"MSG_ID"' in scans[0]["Index Cond"], scans[0]
