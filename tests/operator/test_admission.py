@@ -78,6 +78,28 @@ CASES = {
                                      "resource amounts must be quantities"),
     "resource that does not exist": ("x", {**MIN, "resources": {"limits": {"gpus": 1}}},
                                      "resources are cpu, memory, ephemeral-storage"),
+    # trusted proxies: trusting every peer would let any client choose its address (the login throttle's key)
+    "trustedProxies '*'": ("x", {**MIN, "trustedProxies": ["*"]},
+                           'spec.trustedProxies[0]: Invalid value: "*": trusting every peer'),
+    "trustedProxies 0.0.0.0/0": ("x", {**MIN, "trustedProxies": ["10.0.0.5", "0.0.0.0/0"]},
+                                 'spec.trustedProxies[1]: Invalid value: "0.0.0.0/0": trusting every peer'),
+    "trustedProxies ::/0": ("x", {**MIN, "trustedProxies": ["::/0"]}, "trusting every peer"),
+    "trustedProxies host name": ("x", {**MIN, "trustedProxies": ["ingress.example.com"]},
+                                 '"ingress.example.com": a trusted proxy is an IP address or a CIDR network'),
+    "trustedProxies two in one entry": ("x", {**MIN, "trustedProxies": ["10.0.0.1,10.0.0.2"]},
+                                        "a trusted proxy is an IP address or a CIDR network"),
+    "trustedProxies empty entry": ("x", {**MIN, "trustedProxies": [""]},
+                                   "a trusted proxy is an IP address or a CIDR network"),
+    "trustedProxies prefix too long": ("x", {**MIN, "trustedProxies": ["10.0.0.0/33"]},
+                                       "a trusted proxy is an IP address or a CIDR network"),
+    "trustedProxies host bits set": ("x", {**MIN, "trustedProxies": ["10.0.0.1/8"]},
+                                     '"10.0.0.1/8": a network has no host bits set'),
+    "trustedProxies IPv6 host bits set": ("x", {**MIN, "trustedProxies": ["2001:db8::1/32"]},
+                                          "a network has no host bits set"),
+    "trustedProxies 33 entries": ("x", {**MIN, "trustedProxies": [f"10.0.{i}.0/24" for i in range(33)]},
+                                  "spec.trustedProxies: Too many: 33: must have at most 32 items"),
+    "env setting FORWARDED_ALLOW_IPS": ("x", {**MIN, "env": [{"name": "FORWARDED_ALLOW_IPS", "value": "*"}]},
+                                        "spec.env may not set FORWARDED_ALLOW_IPS: the operator sets it from spec.trustedProxies"),
 }
 
 
@@ -112,6 +134,9 @@ GOOD = {
                                                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}),
     "resources as integers and strings": ("x", {**MIN, "resources": {"requests": {"cpu": 1, "memory": "256Mi"},
                                                                    "limits": {"cpu": "2", "memory": "1Gi"}}}),
+    "trusted proxies, 32 of them": ("x", {**MIN, "trustedProxies": [
+        "10.0.0.5", "10.42.0.0/16", "192.168.1.7/32", "fd00::/8", "2001:DB8::1", "2001:db8::/32"]
+        + [f"172.16.{i}.0/24" for i in range(26)]}),
 }
 
 
@@ -152,6 +177,7 @@ STORED_BEFORE = {
     "bad-label": ({**MIN, "podLabels": {"my label": "v"}}, "is not a valid label key"),
     "big-annotations": ({**MIN, "podAnnotations": {"big": "x" * 100_000}}, "more than the 32768 allowed"),
     "bad-image": ({**MIN, "image": "admin api:1"}, "is not an image reference"),
+    "trusts-everyone": ({**MIN, "trustedProxies": ["*"]}, "spec.trustedProxies: '*': trusting every peer"),
 }
 
 
