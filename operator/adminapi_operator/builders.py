@@ -148,6 +148,7 @@ def service_env(spec: AdminApiSpec) -> list[dict[str, Any]]:
         env.append(_literal("QDRANT_PORT", str(spec.qdrant_port)))
         env += _value_or_ref("QDRANT_API_KEY", None, spec.qdrant_api_key)
     env += _value_or_ref("EMBEDDING_MODEL_ENDPOINT", spec.embeddings_endpoint, None)
+    env += _value_or_ref("EMBEDDING_MODEL", spec.embeddings_model, None)  # documents need both
     return env + [dict(e) for e in spec.extra_env]
 
 

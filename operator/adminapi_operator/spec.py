@@ -40,6 +40,7 @@ OPERATOR_ENV = {
     "QDRANT_PORT": "spec.qdrant.port",
     "QDRANT_API_KEY": "spec.qdrant.apiKeySecretRef",
     "EMBEDDING_MODEL_ENDPOINT": "spec.embeddings.endpoint",
+    "EMBEDDING_MODEL": "spec.embeddings.model",
     "BOOTSTRAP_ADMIN_USERNAME": "the generated Secret <name>-bootstrap-admin",
     "BOOTSTRAP_ADMIN_PASSWORD": "the generated Secret <name>-bootstrap-admin",
 }
@@ -152,6 +153,7 @@ class AdminApiSpec:
     qdrant_port: int = 6333
     qdrant_api_key: SecretRef | None = None
     embeddings_endpoint: str | None = None
+    embeddings_model: str | None = None
     llm_endpoint: str | None = None
     llm_endpoint_ref: SecretRef | None = None
     llm_model: str | None = None
@@ -175,6 +177,7 @@ class AdminApiSpec:
         redis = raw.get("redis") or {}
         minio = raw.get("minio") or {}
         qdrant = raw.get("qdrant") or {}
+        embeddings = raw.get("embeddings") or {}
         llm = raw.get("llm") or {}
         backup = raw.get("backup") or {}
         rollout = raw.get("rollout") or {}
@@ -212,7 +215,8 @@ class AdminApiSpec:
             qdrant_host=qdrant.get("host"),
             qdrant_port=int(qdrant.get("port", 6333)),
             qdrant_api_key=SecretRef.parse(qdrant.get("apiKeySecretRef")),
-            embeddings_endpoint=(raw.get("embeddings") or {}).get("endpoint"),
+            embeddings_endpoint=embeddings.get("endpoint"),
+            embeddings_model=embeddings.get("model"),
             llm_endpoint=llm.get("endpoint"),
             llm_endpoint_ref=None if llm.get("endpoint") else SecretRef(secrets, "llm-endpoint"),
             llm_model=llm.get("model"),

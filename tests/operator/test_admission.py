@@ -100,6 +100,13 @@ CASES = {
                                   "spec.trustedProxies: Too many: 33: must have at most 32 items"),
     "env setting FORWARDED_ALLOW_IPS": ("x", {**MIN, "env": [{"name": "FORWARDED_ALLOW_IPS", "value": "*"}]},
                                         "spec.env may not set FORWARDED_ALLOW_IPS: the operator sets it from spec.trustedProxies"),
+    # the embeddings model: a bounded name, set only through spec.embeddings.model
+    "embeddings model empty": ("x", {**MIN, "embeddings": {"model": ""}},
+                               "spec.embeddings.model: Invalid value: \"\": spec.embeddings.model in body should be at least 1 chars long"),
+    "embeddings model of 257 characters": ("x", {**MIN, "embeddings": {"model": "m" * 257}},
+                                           "spec.embeddings.model: Too long: may not be more than 256"),
+    "env setting EMBEDDING_MODEL": ("x", {**MIN, "env": [{"name": "EMBEDDING_MODEL", "value": "bge"}]},
+                                    "spec.env may not set EMBEDDING_MODEL: the operator sets it from spec.embeddings.model"),
 }
 
 
@@ -137,6 +144,9 @@ GOOD = {
     "trusted proxies, 32 of them": ("x", {**MIN, "trustedProxies": [
         "10.0.0.5", "10.42.0.0/16", "192.168.1.7/32", "fd00::/8", "2001:DB8::1", "2001:db8::/32"]
         + [f"172.16.{i}.0/24" for i in range(26)]}),
+    "an embeddings endpoint and model": ("x", {**MIN, "embeddings": {"endpoint": "http://vllm-embeddings:8000/v1",
+                                                                     "model": "BAAI/bge-small-en-v1.5"}}),
+    "an embeddings model of 256 characters": ("x", {**MIN, "embeddings": {"model": "m" * 256}}),
 }
 
 

@@ -108,6 +108,12 @@ def test_env_names_are_unique_and_take_one_source():
     assert parse(env=[{"name": "FEATURE_X", "value": "on"}]).extra_env[0]["name"] == "FEATURE_X"
 
 
+def test_the_embeddings_model_is_read():
+    spec = parse(embeddings={"endpoint": "http://e:8000/v1", "model": "BAAI/bge-small-en-v1.5"})
+    assert (spec.embeddings_endpoint, spec.embeddings_model) == ("http://e:8000/v1", "BAAI/bge-small-en-v1.5")
+    assert parse(embeddings={"endpoint": "http://e:8000/v1"}).embeddings_model is None
+
+
 # --- trusted proxies (FORWARDED_ALLOW_IPS) --------------------------------------------------------------
 
 def test_no_proxy_is_trusted_by_default():
