@@ -36,6 +36,10 @@ def create(kubeconfig: Path, namespace: str, name: str, spec: dict):
     return kubectl(kubeconfig, "create", "-f", "-", input=manifest(namespace, name, spec), check=False)
 
 
+def trusting(proxies: list[str], complaint: str) -> tuple[str, dict, str]:
+    return "x", {**MIN, "trustedProxies": proxies}, complaint
+
+
 CASES = {
     # issue 11, case 2: names whose derived names or labels cannot fit, or that cannot name a Service
     "name of 64 characters": ("a" * 64, MIN, "metadata.name may be at most 63 characters long"),
@@ -79,25 +83,16 @@ CASES = {
     "resource that does not exist": ("x", {**MIN, "resources": {"limits": {"gpus": 1}}},
                                      "resources are cpu, memory, ephemeral-storage"),
     # trusted proxies: trusting every peer would let any client choose its address (the login throttle's key)
-    "trustedProxies '*'": ("x", {**MIN, "trustedProxies": ["*"]},
-                           'spec.trustedProxies[0]: Invalid value: "*": trusting every peer'),
-    "trustedProxies 0.0.0.0/0": ("x", {**MIN, "trustedProxies": ["10.0.0.5", "0.0.0.0/0"]},
-                                 'spec.trustedProxies[1]: Invalid value: "0.0.0.0/0": trusting every peer'),
-    "trustedProxies ::/0": ("x", {**MIN, "trustedProxies": ["::/0"]}, "trusting every peer"),
-    "trustedProxies host name": ("x", {**MIN, "trustedProxies": ["ingress.example.com"]},
-                                 '"ingress.example.com": a trusted proxy is an IP address or a CIDR network'),
-    "trustedProxies two in one entry": ("x", {**MIN, "trustedProxies": ["10.0.0.1,10.0.0.2"]},
-                                        "a trusted proxy is an IP address or a CIDR network"),
-    "trustedProxies empty entry": ("x", {**MIN, "trustedProxies": [""]},
-                                   "a trusted proxy is an IP address or a CIDR network"),
-    "trustedProxies prefix too long": ("x", {**MIN, "trustedProxies": ["10.0.0.0/33"]},
-                                       "a trusted proxy is an IP address or a CIDR network"),
-    "trustedProxies host bits set": ("x", {**MIN, "trustedProxies": ["10.0.0.1/8"]},
-                                     '"10.0.0.1/8": a network has no host bits set'),
-    "trustedProxies IPv6 host bits set": ("x", {**MIN, "trustedProxies": ["2001:db8::1/32"]},
-                                          "a network has no host bits set"),
-    "trustedProxies 33 entries": ("x", {**MIN, "trustedProxies": [f"10.0.{i}.0/24" for i in range(33)]},
-                                  "spec.trustedProxies: Too many: 33: must have at most 32 items"),
+    "trustedProxies '*'": trusting(["*"], 'spec.trustedProxies[0]: Invalid value: "*": trusting every peer'),
+    "trustedProxies 0.0.0.0/0": trusting(["10.0.0.5", "0.0.0.0/0"],
+                                         'spec.trustedProxies[1]: Invalid value: "0.0.0.0/0": trusting every peer'),
+    "trustedProxies ::/0": trusting(["::/0"], "trusting every peer"),
+    **{f"trustedProxies {entry!r}": trusting([entry], f'"{entry}": a trusted proxy is an IP address or a CIDR network')
+       for entry in ("ingress.example.com", "10.0.0.1,10.0.0.2", "", "10.0.0.0/33")},
+    "trustedProxies host bits set": trusting(["10.0.0.1/8"], '"10.0.0.1/8": a network has no host bits set'),
+    "trustedProxies IPv6 host bits set": trusting(["2001:db8::1/32"], "a network has no host bits set"),
+    "trustedProxies 33 entries": trusting([f"10.0.{i}.0/24" for i in range(33)],
+                                          "spec.trustedProxies: Too many: 33: must have at most 32 items"),
     "env setting FORWARDED_ALLOW_IPS": ("x", {**MIN, "env": [{"name": "FORWARDED_ALLOW_IPS", "value": "*"}]},
                                         "spec.env may not set FORWARDED_ALLOW_IPS: the operator sets it from spec.trustedProxies"),
     # the embeddings model: a bounded name, set only through spec.embeddings.model
