@@ -6,7 +6,7 @@
 #     node's bridge address;
 #  4. the operator in the cluster from its image: `kubectl apply -k` of manifests/ through an overlay
 #     that only sets the image;
-#  5. the sample AdminApi (manifests/sample-adminapi.yaml, our image), watched until it is Ready.
+#  5. the sample AdminApi (manifests/sample-adminapi.yaml, our image, documents on), watched until it is Ready.
 # Stop it all with `make demo-down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,13 +68,22 @@ if [ -z "${LLM_ENDPOINT_FOR_PODS:-}" ]; then
   hack/models/models.sh start llm
   llm_port=8000
 fi
-nohup $BIN/python hack/cluster/relay.py "$BRIDGE_IP" "$pg_port" "$redis_port" "$S3_PORT" $llm_port >"$RUN/relay.log" 2>&1 &
+# Likewise the local embedding model (all-MiniLM-L6-v2, ONNX) for documents, unless EMBEDDINGS_ENDPOINT_FOR_PODS.
+embeddings_port=""
+if [ -z "${EMBEDDINGS_ENDPOINT_FOR_PODS:-}" ]; then
+  hack/models/models.sh start embeddings
+  embeddings_port=8002
+fi
+nohup $BIN/python hack/cluster/relay.py "$BRIDGE_IP" "$pg_port" "$redis_port" "$S3_PORT" $llm_port $embeddings_port \
+  >"$RUN/relay.log" 2>&1 &
 echo $! >"$RUN/relay.pid"
 "$BIN/admin-api" migrate
 
 # The LLM's OpenAI-compatible endpoint, as the pods reach it (through the relay on the bridge).
 LLM_ENDPOINT_FOR_PODS="${LLM_ENDPOINT_FOR_PODS:-http://$BRIDGE_IP:8000/v1}"
 LLM_MODEL="${LLM_MODEL:-SmolLM2-135M-Instruct}"
+EMBEDDINGS_ENDPOINT_FOR_PODS="${EMBEDDINGS_ENDPOINT_FOR_PODS:-http://$BRIDGE_IP:8002/v1}"
+EMBEDDING_MODEL="${EMBEDDING_MODEL:-all-MiniLM-L6-v2-onnx-int8}"
 
 step "the operator in the cluster: kubectl apply -k (manifests/ with our image)"
 mkdir -p "$RUN/overlay"
@@ -100,14 +109,22 @@ k -n "$NS" create secret generic admin-api-secrets --dry-run=client -o yaml \
   --from-literal=llm-endpoint="$LLM_ENDPOINT_FOR_PODS" --from-literal=llm-model="$LLM_MODEL" | k apply -f - >/dev/null
 k -n "$NS" create secret generic admin-api-minio --dry-run=client -o yaml \
   --from-literal=access-key="$S3_ACCESS_KEY" --from-literal=secret-key="$S3_SECRET_KEY" | k apply -f - >/dev/null
-# The sample as it is, with our image, this machine's S3 server, and smaller CPU requests: the guide's
-# 500m per pod, three pods plus one more during a rollout, do not fit a 2-core node.
-$BIN/python - manifests/sample-adminapi.yaml "$SERVICE_IMAGE" "$BRIDGE_IP:$S3_PORT" >"$RUN/sample-adminapi.yaml" <<'PY'
+# The sample with our image, this machine's S3 server and embedding model, smaller CPU requests (the guide's
+# 500m per pod, plus one more pod during a rollout, do not fit a 2-core node), and documents on. No Qdrant
+# server can be installed here, so the index is the embedded one, which one process only can open: one replica
+# (with qdrant.host set, the guide's three).
+$BIN/python - manifests/sample-adminapi.yaml "$SERVICE_IMAGE" "$BRIDGE_IP:$S3_PORT" "$EMBEDDINGS_ENDPOINT_FOR_PODS" \
+  "$EMBEDDING_MODEL" >"$RUN/sample-adminapi.yaml" <<'PY'
 import sys, yaml
-sample, image, s3 = sys.argv[1:]
+sample, image, s3, embeddings, model = sys.argv[1:]
 doc = yaml.safe_load(open(sample))
-doc["spec"].update(image=image, rollout={"timeoutSeconds": 90}, resources={"requests": {"cpu": "100m"}})
-doc["spec"]["minio"]["endpoint"] = s3
+spec = doc["spec"]
+spec.update(image=image, replicas=1, rollout={"timeoutSeconds": 90}, resources={"requests": {"cpu": "100m"}})
+spec.pop("qdrant")
+spec["minio"]["endpoint"] = s3
+spec["embeddings"] = {"endpoint": embeddings, "model": model}
+# The local model reads 256 word pieces at most: chunks of 180 words and punctuation fit it (README, Local models).
+spec["env"] = [{"name": "CHUNK_TOKENS", "value": "180"}, {"name": "CHUNK_OVERLAP_TOKENS", "value": "30"}]
 print(yaml.safe_dump(doc, sort_keys=False))
 PY
 k apply -f "$RUN/sample-adminapi.yaml" >/dev/null
@@ -133,11 +150,15 @@ fi
 
 cat <<TXT
 
-The AdminApi is Ready: three pods of $SERVICE_IMAGE, Ready by their real /health/ready.
+The AdminApi is Ready: a pod of $SERVICE_IMAGE, Ready by its real /health/ready.
 Try it (export KUBECONFIG=$PWD/$KC):
-  kubectl -n $NS get adminapi,deploy,svc,pdb,pods
-  kubectl -n $NS port-forward svc/admin-api 8001:8001   # then http://127.0.0.1:8001/docs
-  # the first admin the operator generated: Secret admin-api-bootstrap-admin (username, password)
+  kubectl -n $NS get adminapi,deploy,svc,pods
+  kubectl -n $NS port-forward svc/admin-api 8001:8001   # then http://127.0.0.1:8001/ (chat) or /docs
+  # log in as the first admin the operator generated:
+  kubectl -n $NS get secret admin-api-bootstrap-admin -o jsonpath='{.data.username}' | base64 -d; echo
+  kubectl -n $NS get secret admin-api-bootstrap-admin -o jsonpath='{.data.password}' | base64 -d; echo
+  # in the page: upload a PDF (or text, Markdown, HTML, DOCX) under Documents, wait for "ready", tick
+  # "use my documents" and ask about it: the answer lists its sources (SmolLM2-135M's answers are poor)
   # a good rollout: the same image under a new tag: backup Job to S3, new pods, health gate, Ready
   kubectl -n $NS patch adminapi admin-api --type merge -p '{"spec":{"image":"$good"}}'
   # a bad rollout: a tag whose container exits at once. Its migration Job (the new version's

@@ -135,6 +135,8 @@ def service_env(spec: AdminApiSpec) -> list[dict[str, Any]]:
     env += _value_or_ref("LLM_API_KEY", None, spec.llm_api_key)
     if spec.cors_origins:
         env.append(_literal("CORS_ORIGINS", ",".join(spec.cors_origins)))
+    if spec.trusted_proxies:  # absent: the service believes no X-Forwarded-For (uvicorn's syntax, comma-joined)
+        env.append(_literal("FORWARDED_ALLOW_IPS", ",".join(spec.trusted_proxies)))
     if spec.minio_endpoint:
         env.append(_literal("MINIO_ENDPOINT", spec.minio_endpoint))
         env.append(_literal("MINIO_SECURE", "true" if spec.minio_secure else "false"))
@@ -146,6 +148,7 @@ def service_env(spec: AdminApiSpec) -> list[dict[str, Any]]:
         env.append(_literal("QDRANT_PORT", str(spec.qdrant_port)))
         env += _value_or_ref("QDRANT_API_KEY", None, spec.qdrant_api_key)
     env += _value_or_ref("EMBEDDING_MODEL_ENDPOINT", spec.embeddings_endpoint, None)
+    env += _value_or_ref("EMBEDDING_MODEL", spec.embeddings_model, None)  # documents need both
     return env + [dict(e) for e in spec.extra_env]
 
 

@@ -5,6 +5,7 @@ objects written before a default existed, or partial overrides such as `readines
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -29,6 +30,7 @@ OPERATOR_ENV = {
     "LLM_MODEL": "spec.llm.model",
     "LLM_API_KEY": "spec.llm.apiKeySecretRef",
     "CORS_ORIGINS": "spec.corsOrigins",
+    "FORWARDED_ALLOW_IPS": "spec.trustedProxies",
     "MINIO_ENDPOINT": "spec.minio.endpoint",
     "MINIO_SECURE": "spec.minio.secure",
     "MINIO_BUCKET": "spec.minio.bucket",
@@ -38,6 +40,7 @@ OPERATOR_ENV = {
     "QDRANT_PORT": "spec.qdrant.port",
     "QDRANT_API_KEY": "spec.qdrant.apiKeySecretRef",
     "EMBEDDING_MODEL_ENDPOINT": "spec.embeddings.endpoint",
+    "EMBEDDING_MODEL": "spec.embeddings.model",
     "BOOTSTRAP_ADMIN_USERNAME": "the generated Secret <name>-bootstrap-admin",
     "BOOTSTRAP_ADMIN_PASSWORD": "the generated Secret <name>-bootstrap-admin",
 }
@@ -48,6 +51,7 @@ NAME_MAX = 63  # a DNS label: the Service's name and every label value derive fr
 POD_ANNOTATIONS_MAX = 32768  # characters, keys and values: far below the API's 256 KiB whatever the encoding
 IMAGE_REPOSITORY_MAX = 255  # what registries accept (distribution/reference)
 ENV_MAX = 128
+TRUSTED_PROXIES_MAX = 32
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
@@ -79,6 +83,25 @@ def _label_problems(field_: str, labels: Mapping[str, str]) -> Iterable[str]:
         if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
             yield (f"{field_}[{key!r}]: {value[:80]!r} is not a valid label value: at most 63 characters, letters, "
                    "digits, '-', '_' or '.', starting and ending with a letter or digit")
+
+
+def _trusted_proxy_problem(entry: str) -> str | None:
+    """Why `entry` cannot be a trusted proxy (FORWARDED_ALLOW_IPS), or None: the CRD's rules, in Python."""
+    every_peer = ("trusting every peer ('*', 0.0.0.0/0, ::/0) is refused: any client could set its own address "
+                  "in X-Forwarded-For and escape the per-address login throttle")
+    if entry == "*":
+        return every_peer
+    try:
+        network = ipaddress.ip_network(entry, strict=False)  # an address is a /32 or /128
+    except ValueError:
+        return "not an IP address or a CIDR network, such as 10.0.0.5 or 10.0.0.0/8"
+    if network.prefixlen == 0:
+        return every_peer
+    try:
+        ipaddress.ip_network(entry)
+    except ValueError:  # uvicorn reads 10.0.0.1/8 as a name, not a network: it would silently trust nobody
+        return f"a network has no host bits set: {network}, not {entry}"
+    return None
 
 
 def image_repository(image: str) -> str:
@@ -117,6 +140,7 @@ class AdminApiSpec:
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     extra_env: tuple[Mapping[str, Any], ...] = ()
     cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     database_url: SecretRef | None = None
     redis_url: str | None = None
     redis_url_ref: SecretRef | None = None
@@ -129,6 +153,7 @@ class AdminApiSpec:
     qdrant_port: int = 6333
     qdrant_api_key: SecretRef | None = None
     embeddings_endpoint: str | None = None
+    embeddings_model: str | None = None
     llm_endpoint: str | None = None
     llm_endpoint_ref: SecretRef | None = None
     llm_model: str | None = None
@@ -152,6 +177,7 @@ class AdminApiSpec:
         redis = raw.get("redis") or {}
         minio = raw.get("minio") or {}
         qdrant = raw.get("qdrant") or {}
+        embeddings = raw.get("embeddings") or {}
         llm = raw.get("llm") or {}
         backup = raw.get("backup") or {}
         rollout = raw.get("rollout") or {}
@@ -176,6 +202,7 @@ class AdminApiSpec:
             pod_annotations=dict(raw.get("podAnnotations") or {}),
             extra_env=tuple(raw.get("env") or ()),
             cors_origins=tuple(raw.get("corsOrigins") or ()),
+            trusted_proxies=tuple(raw.get("trustedProxies") or ()),
             database_url=SecretRef.parse(database.get("urlSecretRef")) or SecretRef(secrets, "database-url"),
             redis_url=redis_literal,
             redis_url_ref=None if redis_literal else (
@@ -188,7 +215,8 @@ class AdminApiSpec:
             qdrant_host=qdrant.get("host"),
             qdrant_port=int(qdrant.get("port", 6333)),
             qdrant_api_key=SecretRef.parse(qdrant.get("apiKeySecretRef")),
-            embeddings_endpoint=(raw.get("embeddings") or {}).get("endpoint"),
+            embeddings_endpoint=embeddings.get("endpoint"),
+            embeddings_model=embeddings.get("model"),
             llm_endpoint=llm.get("endpoint"),
             llm_endpoint_ref=None if llm.get("endpoint") else SecretRef(secrets, "llm-endpoint"),
             llm_model=llm.get("model"),
@@ -253,6 +281,12 @@ class AdminApiSpec:
             yield (f"spec.podAnnotations are {size} characters in all (keys and values), more than the "
                    f"{POD_ANNOTATIONS_MAX} allowed")
         yield from self._resource_problems()
+        # Trusting a wrong proxy lets clients choose their address: never deployed unchecked.
+        if len(self.trusted_proxies) > TRUSTED_PROXIES_MAX:
+            yield f"spec.trustedProxies has {len(self.trusted_proxies)} entries; at most {TRUSTED_PROXIES_MAX} are allowed"
+        for entry in self.trusted_proxies:
+            if why := _trusted_proxy_problem(str(entry)):
+                yield f"spec.trustedProxies: {str(entry)[:80]!r}: {why}"
         names = [e.get("name") for e in self.extra_env]
         if len(names) > ENV_MAX:
             yield f"spec.env has {len(names)} entries; at most {ENV_MAX} are allowed"

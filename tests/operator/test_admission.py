@@ -36,6 +36,10 @@ def create(kubeconfig: Path, namespace: str, name: str, spec: dict):
     return kubectl(kubeconfig, "create", "-f", "-", input=manifest(namespace, name, spec), check=False)
 
 
+def trusting(proxies: list[str], complaint: str) -> tuple[str, dict, str]:
+    return "x", {**MIN, "trustedProxies": proxies}, complaint
+
+
 CASES = {
     # issue 11, case 2: names whose derived names or labels cannot fit, or that cannot name a Service
     "name of 64 characters": ("a" * 64, MIN, "metadata.name may be at most 63 characters long"),
@@ -78,6 +82,26 @@ CASES = {
                                      "resource amounts must be quantities"),
     "resource that does not exist": ("x", {**MIN, "resources": {"limits": {"gpus": 1}}},
                                      "resources are cpu, memory, ephemeral-storage"),
+    # trusted proxies: trusting every peer would let any client choose its address (the login throttle's key)
+    "trustedProxies '*'": trusting(["*"], 'spec.trustedProxies[0]: Invalid value: "*": trusting every peer'),
+    "trustedProxies 0.0.0.0/0": trusting(["10.0.0.5", "0.0.0.0/0"],
+                                         'spec.trustedProxies[1]: Invalid value: "0.0.0.0/0": trusting every peer'),
+    "trustedProxies ::/0": trusting(["::/0"], "trusting every peer"),
+    **{f"trustedProxies {entry!r}": trusting([entry], f'"{entry}": a trusted proxy is an IP address or a CIDR network')
+       for entry in ("ingress.example.com", "10.0.0.1,10.0.0.2", "", "10.0.0.0/33")},
+    "trustedProxies host bits set": trusting(["10.0.0.1/8"], '"10.0.0.1/8": a network has no host bits set'),
+    "trustedProxies IPv6 host bits set": trusting(["2001:db8::1/32"], "a network has no host bits set"),
+    "trustedProxies 33 entries": trusting([f"10.0.{i}.0/24" for i in range(33)],
+                                          "spec.trustedProxies: Too many: 33: must have at most 32 items"),
+    "env setting FORWARDED_ALLOW_IPS": ("x", {**MIN, "env": [{"name": "FORWARDED_ALLOW_IPS", "value": "*"}]},
+                                        "spec.env may not set FORWARDED_ALLOW_IPS: the operator sets it from spec.trustedProxies"),
+    # the embeddings model: a bounded name, set only through spec.embeddings.model
+    "embeddings model empty": ("x", {**MIN, "embeddings": {"model": ""}},
+                               "spec.embeddings.model: Invalid value: \"\": spec.embeddings.model in body should be at least 1 chars long"),
+    "embeddings model of 257 characters": ("x", {**MIN, "embeddings": {"model": "m" * 257}},
+                                           "spec.embeddings.model: Too long: may not be more than 256"),
+    "env setting EMBEDDING_MODEL": ("x", {**MIN, "env": [{"name": "EMBEDDING_MODEL", "value": "bge"}]},
+                                    "spec.env may not set EMBEDDING_MODEL: the operator sets it from spec.embeddings.model"),
 }
 
 
@@ -112,6 +136,12 @@ GOOD = {
                                                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}),
     "resources as integers and strings": ("x", {**MIN, "resources": {"requests": {"cpu": 1, "memory": "256Mi"},
                                                                    "limits": {"cpu": "2", "memory": "1Gi"}}}),
+    "trusted proxies, 32 of them": ("x", {**MIN, "trustedProxies": [
+        "10.0.0.5", "10.42.0.0/16", "192.168.1.7/32", "fd00::/8", "2001:DB8::1", "2001:db8::/32"]
+        + [f"172.16.{i}.0/24" for i in range(26)]}),
+    "an embeddings endpoint and model": ("x", {**MIN, "embeddings": {"endpoint": "http://vllm-embeddings:8000/v1",
+                                                                     "model": "BAAI/bge-small-en-v1.5"}}),
+    "an embeddings model of 256 characters": ("x", {**MIN, "embeddings": {"model": "m" * 256}}),
 }
 
 
@@ -152,6 +182,7 @@ STORED_BEFORE = {
     "bad-label": ({**MIN, "podLabels": {"my label": "v"}}, "is not a valid label key"),
     "big-annotations": ({**MIN, "podAnnotations": {"big": "x" * 100_000}}, "more than the 32768 allowed"),
     "bad-image": ({**MIN, "image": "admin api:1"}, "is not an image reference"),
+    "trusts-everyone": ({**MIN, "trustedProxies": ["*"]}, "spec.trustedProxies: '*': trusting every peer"),
 }
 
 

@@ -40,7 +40,8 @@ def pod_specs(obj):
      "redis": {"url": "redis://redis:6379"}, "llm": {"endpoint": "http://vllm:8000/v1", "model": "qwen",
      "apiKeySecretRef": {"name": "llm", "key": "key"}}, "minio": {"endpoint": "minio:9000", "bucket": "docs",
      "accessKeySecretRef": {"name": "s3", "key": "a"}, "secretKeySecretRef": {"name": "s3", "key": "s"}},
-     "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}], "service": {"type": "NodePort"}},
+     "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}], "service": {"type": "NodePort"},
+     "trustedProxies": ["10.42.0.0/16", "fd00::/8"], "embeddings": {"endpoint": "http://e:8000/v1", "model": "bge"}},
 ])
 def test_every_object_is_valid_kubernetes(owner, raw):
     for obj in all_objects(owner, AdminApiSpec.parse(raw, owner.name)):
@@ -209,6 +210,28 @@ def test_no_secret_value_is_ever_literal(owner):
     env = {e["name"]: e for e in builders.service_env(spec)}
     for name in ("DATABASE_URL", "REDIS_URL", "LLM_API_KEY"):
         assert "value" not in env[name] and "secretKeyRef" in env[name]["valueFrom"]
+
+
+def env_of(raw: dict, owner) -> dict:
+    """The API container's environment, by name."""
+    template = builders.pod_template(owner.name, AdminApiSpec.parse(raw, owner.name))
+    return {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+
+
+def test_trusted_proxies_are_forwarded_allow_ips(owner):
+    env = env_of({**GUIDE_SPEC, "trustedProxies": ["10.42.0.0/16", "fd00::/8", "192.168.1.7"]}, owner)
+    assert env["FORWARDED_ALLOW_IPS"] == {"name": "FORWARDED_ALLOW_IPS", "value": "10.42.0.0/16,fd00::/8,192.168.1.7"}
+    # Unset: absent, so the service believes no X-Forwarded-For at all.
+    assert "FORWARDED_ALLOW_IPS" not in env_of(GUIDE_SPEC, owner)
+    assert "FORWARDED_ALLOW_IPS" not in env_of({**GUIDE_SPEC, "trustedProxies": []}, owner)
+
+
+def test_the_embeddings_model_is_passed_with_its_endpoint(owner):
+    """Documents need EMBEDDING_MODEL_ENDPOINT and EMBEDDING_MODEL both: the endpoint alone kept them off."""
+    env = env_of({**GUIDE_SPEC, "embeddings": {"endpoint": "http://e:8000/v1", "model": "BAAI/bge-small-en-v1.5"}}, owner)
+    assert env["EMBEDDING_MODEL_ENDPOINT"] == {"name": "EMBEDDING_MODEL_ENDPOINT", "value": "http://e:8000/v1"}
+    assert env["EMBEDDING_MODEL"] == {"name": "EMBEDDING_MODEL", "value": "BAAI/bge-small-en-v1.5"}
+    assert "EMBEDDING_MODEL" not in env_of({**GUIDE_SPEC, "embeddings": {"endpoint": "http://e:8000/v1"}}, owner)
 
 
 def test_backup_job_uses_the_known_good_image_and_settings_and_says_where(owner):

@@ -193,3 +193,6 @@ def test_kubectl_explain_teaches_the_fields(crd, kubeconfig):
     assert "image" in text and "-required-" in text
     assert "the guide runs 3" in kubectl(kubeconfig, "explain", "adminapi.spec.replicas").stdout
     assert "Secret" in kubectl(kubeconfig, "explain", "adminapi.spec.database").stdout
+    proxies = " ".join(kubectl(kubeconfig, "explain", "adminapi.spec.trustedProxies").stdout.split())
+    assert "(FORWARDED_ALLOW_IPS)" in proxies and "'*' and /0 networks are refused" in proxies
+    assert "(EMBEDDING_MODEL)" in kubectl(kubeconfig, "explain", "adminapi.spec.embeddings.model").stdout

@@ -108,6 +108,45 @@ def test_env_names_are_unique_and_take_one_source():
     assert parse(env=[{"name": "FEATURE_X", "value": "on"}]).extra_env[0]["name"] == "FEATURE_X"
 
 
+def test_the_embeddings_model_is_read():
+    spec = parse(embeddings={"endpoint": "http://e:8000/v1", "model": "BAAI/bge-small-en-v1.5"})
+    assert (spec.embeddings_endpoint, spec.embeddings_model) == ("http://e:8000/v1", "BAAI/bge-small-en-v1.5")
+    assert parse(embeddings={"endpoint": "http://e:8000/v1"}).embeddings_model is None
+
+
+# --- trusted proxies (FORWARDED_ALLOW_IPS) --------------------------------------------------------------
+
+def test_no_proxy_is_trusted_by_default():
+    assert parse().trusted_proxies == ()
+
+
+def test_trusted_proxies_are_addresses_and_networks():
+    proxies = ["10.0.0.5", "10.42.0.0/16", "fd00::/8", "2001:DB8::1", "192.168.1.7/32"]
+    assert parse(trustedProxies=proxies).trusted_proxies == tuple(proxies)
+
+
+@pytest.mark.parametrize("entry, complaint", [
+    ("*", "trusting every peer ('*', 0.0.0.0/0, ::/0) is refused"),
+    ("0.0.0.0/0", "trusting every peer"),
+    ("::/0", "trusting every peer"),
+    ("ingress.example.com", "not an IP address or a CIDR network"),
+    ("10.0.0.1,*", "not an IP address or a CIDR network"),  # one entry cannot smuggle in another
+    ("10.0.0.0/33", "not an IP address or a CIDR network"),
+    ("", "not an IP address or a CIDR network"),
+    ("10.0.0.1/8", "a network has no host bits set: 10.0.0.0/8, not 10.0.0.1/8"),
+])
+def test_a_trusted_proxy_that_is_not_one_is_refused(entry, complaint):
+    message = refused({**ONE, "trustedProxies": ["10.0.0.5", entry]})
+    assert f"spec.trustedProxies: {entry!r}: {complaint}" in message
+
+
+def test_trusted_proxies_are_bounded():
+    limit = spec_module.TRUSTED_PROXIES_MAX
+    many = [f"10.0.{i}.0/24" for i in range(limit + 1)]
+    assert f"spec.trustedProxies has {limit + 1} entries; at most {limit}" in refused({**ONE, "trustedProxies": many})
+    assert len(parse(trustedProxies=many[:limit]).trusted_proxies) == limit
+
+
 # --- names, labels, annotations, image, resources ------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["a" * 64, "9lives", "a.b", "Admin", "a-"])
