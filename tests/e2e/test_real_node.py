@@ -11,7 +11,9 @@ import urllib.request
 import pytest
 from kubernetes import client
 
+from tests.support.databases import Database
 from tests.support.kube import REPO_ROOT, wait_for
+from tests.support.migrations import NEXT, NEXT_REVISION
 
 pytestmark = [pytest.mark.realnode]
 
@@ -42,6 +44,27 @@ def broken(inst) -> str:
     bad = f"{image}-broken"
     subprocess.run([str(REPO_ROOT / "hack" / "images" / "broken.sh"), image, bad], check=True, capture_output=True)
     return bad
+
+
+def jobs_of(inst, component: str):
+    return [j for j in inst.adminapis.batch.list_namespaced_job(inst.namespace).items
+            if j.metadata.labels.get("app.kubernetes.io/component") == component]
+
+
+def with_next_migration(inst, tmp_path) -> str:
+    """A newer release that changes the schema: our image plus tests.support.migrations' next revision (a table
+    with a foreign key to USR_CNVS_SMRY, a column, indexes, an extension, a view, rows), which says so when
+    alembic loads it."""
+    image = inst.stack.cluster.service_image
+    pod = inst.pods(image)[0].metadata.name
+    versions = inst.stack.kubectl("-n", inst.namespace, "exec", pod, "-c", "admin-api", "--", "python", "-c",
+                                  "import admin_api.migrations as m; print(m.MIGRATIONS_DIR / 'versions')").stdout.strip()
+    revision = tmp_path / "9001_next.py"
+    revision.write_text(NEXT_REVISION + f"\nprint('loaded revision {NEXT}', flush=True)\n")
+    newer = f"{image}-next-schema"
+    subprocess.run([str(REPO_ROOT / "hack" / "images" / "derive.sh"), image, newer, "--add", str(revision), f"{versions}/"],
+                   check=True, capture_output=True)
+    return newer
 
 
 def ready_instance(inst, **spec):
@@ -170,3 +193,41 @@ def test_operator_killed_mid_rollout_ends_it_exactly_once(instance, moment):
     assert inst.stack.operator_pod() != victim
     assert [h["outcome"] for h in status["history"] if h["image"] == new] == ["Succeeded"]
     assert len(backup_jobs(inst)) == 1
+
+
+def test_restore_after_a_schema_changing_release_gives_back_the_exact_database(instance, postgres_server, tmp_path):
+    """rollback.restoreDatabase: a release whose migration changed the schema, then failed its gate, is rolled
+    back with the pre-rollout backup restored by a real container: schema, rows and migration head exactly as
+    before (pg_restore --clean alone would leave the new table and fail on its foreign key)."""
+    inst = instance
+    timeout = 45
+    ready_instance(inst, rollout={"timeoutSeconds": timeout}, rollback={"restoreDatabase": True})
+    good = inst.stack.cluster.service_image
+    database = Database(inst.database, postgres_server.url(inst.database), postgres_server)
+    database.psql("""INSERT INTO "USR_ACCT" ("USR_NM", "PWD_HASH") SELECT 'e2e-' || g, 'h' FROM generate_series(1, 3) g;
+                     INSERT INTO "USR_CNVS_SMRY" ("CNVS_IDT_ID", "USR_ID", "CNVS_TTL")
+                     SELECT 'c-e2e', min("USR_ID"), 'kept' FROM "USR_ACCT" """)
+    schema, data = database.schema(), database.snapshot()
+
+    newer = with_next_migration(inst, tmp_path)
+    # It migrates (the migration needs only PostgreSQL), then its pods never pass /health/ready (no Redis there).
+    inst.adminapis.patch_spec(inst.name, {"image": newer, "redis": {"url": f"redis://{inst.stack.cluster.bridge_ip}:1"}})
+    status = inst.adminapis.wait_status(
+        inst.name, lambda s: (s.get("history") or [{}])[0].get("outcome") == "RolledBack", timeout=timeout + SLACK + BOOT)
+
+    [migration] = [j for j in jobs_of(inst, "migrate") if j.spec.template.spec.containers[0].image == newer]
+    assert migration.status.succeeded == 1
+    logs = inst.stack.kubectl("-n", inst.namespace, "logs", f"job/{migration.metadata.name}").stdout
+    assert f"loaded revision {NEXT}" in logs, logs[-2000:]  # the newer schema really was committed
+    [restore] = jobs_of(inst, "restore")
+    assert restore.status.succeeded == 1 and restore.spec.template.spec.containers[0].image == good
+    [pod] = inst.adminapis.core.list_namespaced_pod(
+        inst.namespace, label_selector=f"job-name={restore.metadata.name}").items
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0  # `admin-api restore`, in our image
+
+    assert database.snapshot() == data  # rows and alembic_version
+    restored = set(database.schema().splitlines())
+    assert all("CHECK (" in line for line in restored ^ set(schema.splitlines()))  # PostgreSQL's reprinting
+    assert not any("CNVS_TAG" in line or "PINNED_YN" in line or "reporting" in line for line in restored)
+    wait_for(lambda: all_ready(inst.pods()) and len(inst.pods()) == 2, timeout=BOOT, what="the old pods, Ready")
+    assert inst.adminapis.image(inst.name) == good and status["currentImage"] == good
