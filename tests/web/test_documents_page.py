@@ -78,6 +78,7 @@ async def test_upload_ask_with_sources_reload_delete(documents_page, make_user, 
 
     page.driver.refresh()  # the sources come back with the conversation (history/detail keeps them)
     page.wait(lambda: page.visible("chat-view") and len(page.titles()) == 1, "history")
+    page.wait(lambda: page.documents()[:1], "the documents list, loaded after the history")
     assert page.documents()[0][0] == "falcon-notes.md"
     assert not page.el("use-documents").is_selected()  # a reload starts without documents
     page.driver.find_element(By.CSS_SELECTOR, "#conversations button").click()
