@@ -29,7 +29,12 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 SNIFF_BYTES = 64 * 1024
 MAX_ZIP_ENTRIES = 10_000
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
-_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)[\s>]", re.IGNORECASE | re.DOTALL)
+# The tags that make a file HTML by its first bytes, as browsers sniff it (WHATWG MIME Sniffing, "text/html"):
+# a fragment such as "<div>...<script>" is HTML too, so its script and style never reach the index as text.
+_HTML_START = re.compile(
+    rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p)[\s>]",
+    re.IGNORECASE | re.DOTALL,
+)
 _MARKDOWN = re.compile(r"^(#{1,6}\s|```|\s{0,3}[-*+]\s|\s{0,3}\d+\.\s|>\s)|\[[^\]\n]+\]\([^)\s]+\)", re.MULTILINE)
 
 

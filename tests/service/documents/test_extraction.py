@@ -24,6 +24,11 @@ LIMITS = Limits(max_pages=10, max_unpacked_bytes=1024 * 1024, max_chars=100_000)
         (b"See [the docs](https://example.com/x) for more.", extraction.MARKDOWN),
         (b"  <!DOCTYPE html><html><body>x</body></html>", extraction.HTML),
         (b"<!-- a comment --><html lang=en><p>x", extraction.HTML),
+        (b"<div><script>steal()</script><p>A fragment</p></div>", extraction.HTML),
+        (b"\n<P>Upper case</P>", extraction.HTML),
+        (b"<table><tr><td>x</td></tr></table>", extraction.HTML),
+        (b"<note>not an HTML tag</note>", extraction.TEXT),
+        (b"<abbr>not one either</abbr>", extraction.TEXT),
         (files.pdf(["x"]), extraction.PDF),
         (files.docx_file("x"), extraction.DOCX),
     ],
@@ -51,6 +56,11 @@ def test_other_types_are_unsupported(data):
 def test_a_multibyte_character_cut_by_the_sniff_window_is_still_text():
     data = b"a" * (extraction.SNIFF_BYTES - 1) + "é".encode()
     assert sniff(io.BytesIO(data)) == extraction.TEXT
+
+
+def test_an_html_fragment_is_read_as_html_without_its_script():
+    fragment = b"<div><script>steal(document.cookie)</script><p>Only this</p></div>"
+    assert extract(fragment, sniff(io.BytesIO(fragment)), LIMITS) == "Only this"
 
 
 def test_html_text_skips_scripts_styles_and_keeps_blocks():
