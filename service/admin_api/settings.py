@@ -140,6 +140,9 @@ class Settings(DatabaseSettings):
     chat_rate_limit: int = Field(default=30, ge=1)
     chat_rate_window_seconds: int = Field(default=60, ge=1)
     chat_max_concurrent: int = Field(default=3, ge=1)
+    # history/detail: messages per page when the request names no `limit`, and the most a request may ask.
+    history_messages_page_size: int = Field(default=100, ge=1)
+    history_messages_max_page_size: int = Field(default=500, ge=1)
 
     @property
     def documents_enabled(self) -> bool:
@@ -156,6 +159,12 @@ class Settings(DatabaseSettings):
     def _overlap_below_chunk(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
+        return self
+
+    @model_validator(mode="after")
+    def _page_within_max(self) -> Settings:
+        if self.history_messages_page_size > self.history_messages_max_page_size:
+            raise ValueError("HISTORY_MESSAGES_PAGE_SIZE must not exceed HISTORY_MESSAGES_MAX_PAGE_SIZE")
         return self
 
     @field_validator("redis_url")

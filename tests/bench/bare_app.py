@@ -25,8 +25,9 @@ from admin_api.core.db import create_pool
 from admin_api.core.redis import create_redis
 from admin_api.history import repository
 from admin_api.history.cursor import decode_cursor
-from admin_api.history.schemas import MESSAGES_PAGE_DEFAULT
 from admin_api.settings import Settings
+
+PAGE = Settings.model_fields["history_messages_page_size"].default  # history/detail's page, as the service's
 
 
 def _summary(row) -> dict:
@@ -82,8 +83,8 @@ def create_bare_app(settings: Settings) -> FastAPI:
         body = await request.json()
         async with request.app.state.pool.acquire() as conn:
             row = await conversations.find_active(conn, body["cnvs_idt_id"], body["user_id"])
-            newest = await repository.latest_messages(conn, body["cnvs_idt_id"], MESSAGES_PAGE_DEFAULT + 1)
-        messages = newest[:MESSAGES_PAGE_DEFAULT][::-1]
+            newest = await repository.latest_messages(conn, body["cnvs_idt_id"], PAGE + 1)
+        messages = newest[:PAGE][::-1]
         detail = _summary(row)
         detail["messages"] = [
             {

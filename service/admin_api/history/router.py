@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.exceptions import RequestValidationError
 
 from admin_api.auth.dependencies import AuthenticatedUser
-from admin_api.core.deps import PoolDep
+from admin_api.core.deps import PoolDep, SettingsDep
 from admin_api.core.errors import JSON_WRITE_ERRORS, SESSION_ERRORS
 from admin_api.history.schemas import (
     ConversationDetail,
@@ -54,11 +54,17 @@ async def conversation_detail(
     body: ConversationDetailRequest,
     user: AuthenticatedUser,
     service: HistoryServiceDep,
+    settings: SettingsDep,
 ) -> ConversationDetail:
     """One conversation with a page of its messages (oldest first within the page): the newest `limit`
     messages, then, with `cursor` = `next_cursor`, the ones before them, until `next_cursor` is null."""
+    largest = settings.history_messages_max_page_size
+    if body.limit is not None and body.limit > largest:  # the schema's own 422, with the configured bound
+        raise RequestValidationError([{"loc": ("body", "limit"), "msg": f"Input should be less than or equal to "
+                                       f"{largest}", "type": "less_than_equal", "ctx": {"le": largest}}])
+    limit = body.limit or settings.history_messages_page_size
     try:
-        return await service.detail(user.id, body.cnvs_idt_id, limit=body.limit, cursor=body.cursor)
+        return await service.detail(user.id, body.cnvs_idt_id, limit=limit, cursor=body.cursor)
     except InvalidCursor as error:
         # The same 422 as a cursor that does not decode (the schema's validator).
         raise RequestValidationError(

@@ -13,8 +13,6 @@ from admin_api.history.cursor import decode_cursor
 
 MAX_PAGE = 1_000_000  # bounds OFFSET; deeper than this, use the cursor
 # history/detail: a page of messages, not the whole conversation (one of 6,000 long messages was 49 MB).
-MESSAGES_PAGE_DEFAULT = 100
-MESSAGES_PAGE_MAX = 500
 
 
 def _decodes(cursor: str | None) -> str | None:
@@ -45,8 +43,10 @@ class ConversationRef(_Request):
 
 
 class ConversationDetailRequest(ConversationRef):
-    limit: int = Field(
-        default=MESSAGES_PAGE_DEFAULT, ge=1, le=MESSAGES_PAGE_MAX, strict=True, description="Messages per page."
+    limit: int | None = Field(
+        default=None, ge=1, strict=True,
+        description="Messages per page: by default HISTORY_MESSAGES_PAGE_SIZE (100), at most "
+        "HISTORY_MESSAGES_MAX_PAGE_SIZE (500).",
     )
     cursor: Cursor = Field(
         default=None,

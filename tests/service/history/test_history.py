@@ -157,10 +157,28 @@ async def test_someone_elses_conversation_is_not_found(
 async def test_detail_validation(user_client):
     for bad in ({}, {"cnvs_idt_id": ""}, {"cnvs_idt_id": "x" * 65}, {"cnvs_idt_id": 5}):
         assert (await user_client.post("/api/v1/history/detail", json=bad)).status_code == 422, bad
-    for limit in (0, 501, "5", 1.5, True, None):
+    for limit in (0, 501, "5", 1.5, True):
         response = await user_client.post("/api/v1/history/detail", json={"cnvs_idt_id": "x", "limit": limit})
         assert response.status_code == 422, limit
         assert response.json()["detail"][0]["loc"] == ["body", "limit"]
+
+
+async def test_detail_page_sizes_are_settings(make_settings, make_user, login, seed_conversation, db):
+    from admin_api.main import create_app
+
+    from tests.service.conftest import client_for
+
+    app = create_app(make_settings(history_messages_page_size=7, history_messages_max_page_size=20))
+    user = await make_user()
+    cnvs_idt_id = await seed_conversation(user.id, title="Sized")
+    await _seed_messages(db, cnvs_idt_id, 30)
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        await login(http, user.username, user.password)
+        assert [len(page) for page in await _walk_detail(http, cnvs_idt_id)] == [7, 7, 7, 7, 2]
+        assert [len(page) for page in await _walk_detail(http, cnvs_idt_id, limit=20)] == [20, 10]
+        too_many = await http.post("/api/v1/history/detail", json={"cnvs_idt_id": cnvs_idt_id, "limit": 21})
+        assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "limit"]
+        assert "20" in too_many.json()["detail"][0]["msg"]
 
 
 async def _seed_messages(db, cnvs_idt_id: str, count: int) -> list[str]:
