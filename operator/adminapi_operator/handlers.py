@@ -6,7 +6,8 @@ lock (Kopf serialises handlers per object, but owned-object events arrive on oth
 - an owned Deployment, Service, PodDisruptionBudget or Job changed or was deleted (drift, rollout progress);
 - our own queue (`Requeue`): a step under way is polled, a reconcile that met an API error is retried in
   seconds (whatever triggered it: an owned-object event is never dropped), and every instance is resynced
-  every RESYNC_SECONDS, which bounds how long any missed event can leave it wrong.
+  RESYNC_SECONDS after its last reconcile, which bounds how long any missed event can leave it wrong. Each
+  reconcile's answer replaces the instance's earlier one: the latest reconcile saw the latest state.
 No Kopf timers or daemons, so Kopf adds no finalizer: deleting an AdminApi never waits for the operator, and
 ownerReferences let Kubernetes' garbage collector remove what it owned. Handlers never raise to make Kopf
 poll, so Kopf writes nothing on the AdminApi while a long step runs.
@@ -31,14 +32,15 @@ from .reconcile import RETRY_ANNOTATION, Reconciler
 OWNED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 RESYNC_SECONDS = 60.0
 RETRY_SECONDS = 5.0
+CONFLICT_RETRIES = 2  # a 409 means our read was stale, not that the server is busy: read again at once
 Key = tuple[str, str]
 
 
 class Requeue:
-    """A delay queue of instances, served by one thread: the latest due time asked for a key wins if sooner."""
+    """A delay queue of instances, served by one thread: a key is due once, at the time last asked for it."""
 
-    def __init__(self, work: Callable[[Key], float]):
-        self._work = work  # reconciles one key; returns when to come back (seconds)
+    def __init__(self, work: Callable[[Key], None]):
+        self._work = work  # reconciles one key, and asks (`after`) to come back
         self._due: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
         self._cv = threading.Condition()
@@ -56,8 +58,6 @@ class Requeue:
     def after(self, key: Key, seconds: float) -> None:
         at = time.monotonic() + seconds
         with self._cv:
-            if key in self._due and self._due[key] <= at:
-                return
             self._due[key] = at
             heapq.heappush(self._heap, (at, key))
             self._cv.notify_all()
@@ -70,7 +70,7 @@ class Requeue:
         with self._cv:
             while not self._stopped:
                 while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
-                    heapq.heappop(self._heap)  # superseded by a sooner (or forgotten) entry
+                    heapq.heappop(self._heap)  # superseded (or forgotten) entry
                 if self._heap and self._heap[0][0] <= time.monotonic():
                     _, key = heapq.heappop(self._heap)
                     del self._due[key]
@@ -81,12 +81,10 @@ class Requeue:
     def _run(self) -> None:
         while (key := self._next()) is not None:
             try:
-                delay = self._work(key)
+                self._work(key)  # which asks to come back (or forgets the key) itself
             except Exception:  # noqa: BLE001 (never let the queue die; the resync comes back to it)
                 logging.getLogger(__name__).exception("reconciling %s/%s failed", *key)
-                delay = RESYNC_SECONDS
-            if delay is not None:
-                self.after(key, delay)
+                self.after(key, RESYNC_SECONDS)
 
 
 @kopf.on.startup()
@@ -107,7 +105,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 8
     memo.reconciler = Reconciler(Kube(load_api_client()), check_health=check_endpoints)
     memo.locks = {}
-    memo.requeue = Requeue(lambda key: _reconcile(*key, memo, logging.getLogger(__name__)))
+    memo.requeue = Requeue(lambda key: _reconcile_and_requeue(*key, memo, logging.getLogger(__name__)))
     memo.requeue.start()
 
 
@@ -120,34 +118,41 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
 def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> float | None:
     """Reconcile one instance now; returns when to come back (None: it is gone). Never raises an API error:
     a busy or unreachable API server is tried again in seconds, not after Kopf's default minute."""
-    key = (namespace, name)
-    try:
-        with memo.locks.setdefault(key, threading.Lock()):
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
             # Kopf's body may lag behind our own status writes: always decide on the latest object.
             latest = memo.reconciler.kube.get_adminapi(namespace, name)
             if latest is None or latest["metadata"].get("deletionTimestamp"):
-                memo.locks.pop(key, None)
                 return None
             outcome = memo.reconciler.reconcile(latest)
-    except ApiException as e:
-        if e.status in (409, 429) or e.status >= 500:
-            logger.info("the Kubernetes API answered %s; trying again in %ss", e.status, RETRY_SECONDS)
+            break
+        except ApiException as e:
+            if e.status == 409 and attempt < CONFLICT_RETRIES:
+                continue  # it changed after we read it (Kopf's own annotations, say): read it again, now
+            if e.status in (409, 429) or e.status >= 500:
+                logger.info("the Kubernetes API answered %s; trying again in %ss", e.status, RETRY_SECONDS)
+                return RETRY_SECONDS
+            raise
+        except urllib3.exceptions.HTTPError as e:
+            logger.info("the Kubernetes API is unreachable (%s); trying again in %ss", type(e).__name__, RETRY_SECONDS)
             return RETRY_SECONDS
-        raise
-    except urllib3.exceptions.HTTPError as e:
-        logger.info("the Kubernetes API is unreachable (%s); trying again in %ss", type(e).__name__, RETRY_SECONDS)
-        return RETRY_SECONDS
     for event in outcome.events:
         logger.info("%s: %s", event.reason, event.message)
     return outcome.waiting.delay if outcome.waiting else RESYNC_SECONDS
 
 
 def _reconcile_and_requeue(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
-    delay = _reconcile(namespace, name, memo, logger)
-    if delay is None:
-        memo.requeue.forget((namespace, name))
-    else:
-        memo.requeue.after((namespace, name), delay)
+    """Reconcile under the instance's lock, and say when to come back while still holding it: the answer of
+    the latest reconcile replaces an earlier one, so a retry asked for by a reconcile that met an error does
+    not outlive the successful reconcile after it (an instance at rest is not reconciled again for nothing)."""
+    key = (namespace, name)
+    with memo.locks.setdefault(key, threading.Lock()):
+        delay = _reconcile(namespace, name, memo, logger)
+        if delay is None:
+            memo.requeue.forget(key)
+            memo.locks.pop(key, None)
+        else:
+            memo.requeue.after(key, delay)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -590,11 +590,22 @@ def _same_value(live: Any, desired: Any) -> bool:
     return False
 
 
+def _left_out(desired: Any) -> bool:
+    """Whether the server may store `desired` as no field at all: the zero value of an `omitempty` field
+    (a probe's `initialDelaySeconds: 0`, an env var's `value: ""`, an empty list or map).
+
+    Compared this way rather than by a server-side-apply dry run, which is a PATCH on every reconcile: a
+    steady instance makes no write request. Not `false`: every boolean we set is a Go pointer, which the
+    server stores even when false, so a missing one (`automountServiceAccountToken`) was removed: drift.
+    """
+    return desired is None or (not isinstance(desired, bool) and desired in ("", 0, [], {}))
+
+
 def contains(live: Any, desired: Any) -> bool:
     """Whether every field we set has our value in the live object (the server adds defaults around them)."""
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
-            contains(live[k], v) if k in live else v in ({}, [], None) for k, v in desired.items())
+            contains(live[k], v) if k in live else _left_out(v) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(live) == len(desired) and all(map(contains, live, desired))
     return _same_value(live, desired)

@@ -2,6 +2,7 @@
 
 It behaves like the API server where the reconciler's correctness depends on it: resourceVersions and 409
 conflicts on a stale status write, server defaults and canonicalised quantities (`1000m` stored as `1`),
+zero values of `omitempty` fields left out (a probe's `initialDelaySeconds: 0`, an env var's `value: ""`),
 generations, and controllers played step by step on an injected clock: Deployments roll pods (maxSurge 1,
 maxUnavailable 0, progress deadline), pods become ready or not (kwok's sim.aistreams.io labels), terminate
 slowly if asked, Jobs complete or fail. Faults are injected per verb and kind. Every request is counted.
@@ -59,6 +60,28 @@ def _canonicalise(pod_spec: dict[str, Any]) -> None:
     for v in pod_spec.get("volumes", []):
         if "emptyDir" in v and "sizeLimit" in v["emptyDir"]:
             v["emptyDir"]["sizeLimit"] = canonical_quantity(v["emptyDir"]["sizeLimit"])
+
+
+# Go pointer fields we (or a spec) may set to a zero value: the API server stores them as sent, since nil and
+# zero differ there. Every other field is `omitempty` for this purpose, and its zero value is left out.
+POINTERS = {"replicas", "maxUnavailable", "maxSurge", "automountServiceAccountToken", "enableServiceLinks",
+            "allowPrivilegeEscalation", "runAsNonRoot", "readOnlyRootFilesystem", "runAsUser", "runAsGroup",
+            "fsGroup", "terminationGracePeriodSeconds", "progressDeadlineSeconds", "revisionHistoryLimit",
+            "optional", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "minAvailable"}
+STRING_MAPS = {"labels", "annotations", "matchLabels", "selector", "nodeSelector", "requests", "limits"}
+
+
+def omit_empty(obj: dict[str, Any]) -> None:
+    """What the API server's JSON encoding does to `omitempty` fields: "", 0, false, [] and {} are not stored."""
+    for key, value in list(obj.items()):
+        if isinstance(value, dict) and key not in STRING_MAPS:  # a string map keeps its "" values
+            omit_empty(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    omit_empty(item)
+        if key not in POINTERS and value is not None and value in ("", 0, False, [], {}):
+            del obj[key]
 
 
 def _matches(obj: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -308,6 +331,8 @@ class FakeKube:
         meta.setdefault("uid", f"uid-{next(self._uids)}")
         meta.setdefault("creationTimestamp", _iso(self.now))
         meta.setdefault("generation", 1)
+        if obj["kind"] != KIND and "spec" in obj:
+            omit_empty(obj["spec"])
         if obj["kind"] == "Deployment":
             _canonicalise(obj["spec"]["template"]["spec"])
             obj["spec"]["template"]["metadata"].setdefault("creationTimestamp", None)

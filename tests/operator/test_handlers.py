@@ -1,5 +1,5 @@
 """The handlers' own queue: an owned-object event that meets an API error is retried, never dropped; every
-instance is resynced; a deleted instance leaves the queue. On the in-memory API (fake_kube.py)."""
+instance is resynced; a deleted instance leaves the queue; an instance at rest is not reconciled again for nothing. On the in-memory API (fake_kube.py)."""
 from __future__ import annotations
 
 import logging
@@ -24,7 +24,7 @@ def memo(monkeypatch):
     kube.create_adminapi(NAME, BASE)
     memo = kopf.Memo(reconciler=Reconciler(kube, check_health=lambda url, paths: None, clock=lambda: kube.now),
                      locks={})
-    memo.requeue = handlers.Requeue(lambda key: handlers._reconcile(*key, memo, logging.getLogger()))
+    memo.requeue = handlers.Requeue(lambda key: handlers._reconcile_and_requeue(*key, memo, logging.getLogger()))
     memo.requeue.start()
     yield memo
     memo.requeue.stop()
@@ -61,3 +61,33 @@ def test_every_instance_is_resynced_and_a_deleted_one_is_forgotten(memo):
     settle_requests = len(kube.requests)
     time.sleep(1)  # several resync periods: nothing more is asked about it
     assert len(kube.requests) <= settle_requests + 1
+
+
+def _adminapi_reads(kube: FakeKube) -> int:
+    return sum(1 for verb, kind, _ in kube.requests if (verb, kind) == ("get", "AdminApi"))
+
+
+def test_a_conflict_is_read_again_at_once(memo, monkeypatch):
+    """Issue 11 (the fuzz test's finding): Kopf's own annotations on a new AdminApi made our status write a
+    409, and the instance was reconciled again 5 s later for nothing."""
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
+    kube = memo.reconciler.kube
+    kube.fail("patch", "AdminApi/status", status=409)
+    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    assert kube.adminapi(NAME)["status"].get("phase")  # written by the same call, after reading again
+    reads = _adminapi_reads(kube)
+    time.sleep(0.5)  # several retry periods
+    assert _adminapi_reads(kube) == reads
+
+
+def test_a_retry_does_not_outlive_the_successful_reconcile_after_it(memo, monkeypatch):
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
+    kube = memo.reconciler.kube
+    kube.fail("patch", "AdminApi/status", status=409, times=handlers.CONFLICT_RETRIES + 1)
+    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    assert not (kube.adminapi(NAME).get("status") or {}).get("phase")  # it asked to come back in RETRY_SECONDS
+    handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+    assert kube.adminapi(NAME)["status"].get("phase")
+    reads = _adminapi_reads(kube)
+    time.sleep(0.5)
+    assert _adminapi_reads(kube) == reads

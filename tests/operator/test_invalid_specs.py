@@ -7,9 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from kopf.testing import KopfRunner
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config import kube_config
 
 from adminapi_operator import handlers
 from adminapi_operator.builders import Owner, deployment, pod_template
@@ -18,7 +16,7 @@ from adminapi_operator.reconcile import RETRY_ANNOTATION, permanent
 from adminapi_operator.spec import AdminApiSpec
 
 from .conftest import settle
-from .test_steady_requests import Requests
+from .test_steady_requests import Requests, in_process_operator as operator_in_process
 
 pytestmark = [pytest.mark.kube]
 
@@ -30,12 +28,9 @@ BAD_FIELD_REF = {"env": [{"name": "WHERE", "valueFrom": {"fieldRef": {"fieldPath
 
 @pytest.fixture
 def in_process_operator(local_cluster, crd, kubeconfig, namespace, monkeypatch):
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    # The client read $KUBECONFIG when it was imported, before this test set it.
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 2.0)  # a retry loop would show within seconds
     requests = Requests(monkeypatch)
-    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+    with operator_in_process(monkeypatch, kubeconfig, namespace) as runner:
         yield requests
     assert runner.exception is None
     assert "Traceback" not in runner.output, runner.output[-3000:]

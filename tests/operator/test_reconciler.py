@@ -465,6 +465,33 @@ def test_a_steady_instance_makes_no_write_and_no_failing_request():
     assert "DriftRepaired" not in h.reasons()
 
 
+def test_zero_values_the_server_leaves_out_are_no_drift():
+    """The API server does not store the zero value of an `omitempty` field (a probe's initialDelaySeconds: 0, an
+    env var's value: ""): every reconcile saw drift, applied and posted DriftRepaired."""
+    h = Harness({"replicas": 1, "readinessProbe": {"initialDelaySeconds": 0}, "podAnnotations": {},
+                 "env": [{"name": "EMPTY", "value": ""}, {"name": "SET", "value": "x"}]})
+    h.ready()
+    container = h.kube.get("apps/v1", "Deployment", "ns", NAME)["spec"]["template"]["spec"]["containers"][0]
+    assert "initialDelaySeconds" not in container["readinessProbe"] and {"name": "EMPTY"} in container["env"]
+    before = len(h.kube.requests)
+    h.settle(10)
+    assert [r for r in h.kube.requests[before:] if r[0] not in ("get", "list")] == []
+    assert "DriftRepaired" not in h.reasons()
+
+
+def test_a_removed_field_is_drift_even_when_we_set_it_to_false():
+    """Booleans we set are Go pointers, stored even when false: a missing one was removed by someone."""
+    h = Harness()
+    h.ready()
+    dep = h.kube.get("apps/v1", "Deployment", "ns", NAME)
+    del dep["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    h.kube.objects[("apps/v1", "Deployment", "ns", NAME)] = dep
+    h.settle(2)
+    assert h.kube.get("apps/v1", "Deployment", "ns", NAME)["spec"]["template"]["spec"][
+        "automountServiceAccountToken"] is False
+    assert Counter(h.reasons())["DriftRepaired"] == 1
+
+
 def test_drift_is_put_back_with_an_event():
     h = Harness()
     h.ready()

@@ -86,6 +86,14 @@ def test_contains_ignores_server_defaults_but_not_our_fields():
     assert not contains({"metadata": {}}, {"metadata": {"annotations": {"a": "b"}}})
 
 
+def test_contains_takes_a_missing_field_for_the_zero_value_the_server_leaves_out():
+    probe = {"httpGet": {"path": "/health/ready", "port": "http"}, "periodSeconds": 5}
+    assert contains(probe, {**probe, "initialDelaySeconds": 0})
+    assert contains([{"name": "EMPTY"}], [{"name": "EMPTY", "value": ""}])
+    assert not contains({}, {"initialDelaySeconds": 1}) and not contains([{"name": "X"}], [{"name": "X", "value": "x"}])
+    assert not contains({}, {"automountServiceAccountToken": False})  # a pointer: stored when false, removed if missing
+
+
 def test_contains_compares_quantities_as_the_server_stores_them():
     """Issue 9: `1000m` stored as `1` looked like drift: an apply and a DriftRepaired Event every poll."""
     assert contains({"cpu": "1", "memory": "1Gi"}, {"cpu": "1000m", "memory": "1024Mi"})

@@ -3,8 +3,10 @@ issue 11 item 6): the operator's own handlers run in-process under Kopf (kopf.te
 request of the Kubernetes client is counted where it is sent, during several resyncs."""
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from kopf.testing import KopfRunner
@@ -21,13 +23,17 @@ pytestmark = [pytest.mark.kube]
 
 
 class Requests:
-    """Wraps the client's one request method: (method, path, status) of every request sent."""
+    """Wraps the client's one request method: (method, path, status) of every request the operator sends
+    (any thread but the test's own: its reads of the AdminApi are not the operator's reconciles)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.sent: list[tuple[str, str, int]] = []
         original = rest.RESTClientObject.request
+        test_thread = threading.get_ident()
 
         def request(client, method, url, *args, **kwargs):
+            if threading.get_ident() == test_thread:
+                return original(client, method, url, *args, **kwargs)
             try:
                 response = original(client, method, url, *args, **kwargs)
             except ApiException as e:
@@ -43,13 +49,20 @@ def _resource(path: str) -> str:
     return parts[parts.index("namespaces") + 2] if "namespaces" in parts else path
 
 
-def test_a_steady_instance_sends_no_write_and_no_failing_request(local_cluster, crd, kubeconfig, namespace,
-                                                                  adminapis, monkeypatch, capsys):
+@contextmanager
+def in_process_operator(monkeypatch: pytest.MonkeyPatch, kubeconfig, namespace: str):
+    """The operator's handlers under Kopf in this process, watching `namespace`."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # for Kopf's login
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))  # read at import otherwise
+    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+        yield runner
+
+
+def test_a_steady_instance_sends_no_write_and_no_failing_request(local_cluster, crd, kubeconfig, namespace,
+                                                                  adminapis, monkeypatch, capsys):
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3.0)  # several resyncs within the window
     requests = Requests(monkeypatch)
-    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+    with in_process_operator(monkeypatch, kubeconfig, namespace) as runner:
         adminapis.create(NAME, {**BASE, "image": A, "resources": {"requests": {"cpu": "1000m", "memory": "0.5Gi"}}})
         adminapis.wait_phase(NAME, "Ready")
         adminapis.patch_spec(NAME, {"image": B})  # a rollout first: its Jobs are part of the steady state
@@ -86,10 +99,8 @@ def test_a_long_backup_is_polled_without_writes(local_cluster, crd, kubeconfig, 
     retried by raising). A ResourceQuota full of the API's own pods keeps the backup Job's pod from being
     created, so the backup runs for as long as the test likes."""
     from kubernetes import client
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     requests = Requests(monkeypatch)
-    with KopfRunner(["run", "--standalone", "-n", namespace, "-m", "adminapi_operator.handlers"]) as runner:
+    with in_process_operator(monkeypatch, kubeconfig, namespace) as runner:
         adminapis.create(NAME, {**BASE, "image": A})
         adminapis.wait_phase(NAME, "Ready")
         client.CoreV1Api(adminapis.apps.api_client).create_namespaced_resource_quota(
@@ -106,3 +117,28 @@ def test_a_long_backup_is_polled_without_writes(local_cluster, crd, kubeconfig, 
     assert after["metadata"]["resourceVersion"] == before  # neither Kopf nor the operator wrote it
     assert [r for r in polls if r[0] != "GET"] == [] and [r for r in polls if r[2] >= 400] == []
     assert any("/jobs/" in path for _, path, _ in polls)  # it did poll the Job
+
+
+def test_zero_values_the_server_leaves_out_are_no_drift(local_cluster, crd, kubeconfig, namespace, adminapis,
+                                                         monkeypatch):
+    """Issue 9: the API server does not store the zero value of an `omitempty` field (a probe's
+    initialDelaySeconds: 0, an env var's value: ""), so every resync saw drift: an apply and a DriftRepaired
+    Event each time."""
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3.0)
+    requests = Requests(monkeypatch)
+    with in_process_operator(monkeypatch, kubeconfig, namespace) as runner:
+        adminapis.create(NAME, {**BASE, "image": A, "readinessProbe": {"initialDelaySeconds": 0},
+                                "env": [{"name": "EMPTY", "value": ""}]})
+        adminapis.wait_phase(NAME, "Ready")
+        container = adminapis.deployment(NAME).spec.template.spec.containers[0]
+        # What makes the case: the server stored neither zero value.
+        assert container.readiness_probe.initial_delay_seconds is None
+        assert [e.value for e in container.env if e.name == "EMPTY"] == [None]
+        settle(4)
+        start = len(requests.sent)
+        time.sleep(10)
+        steady = requests.sent[start:]
+    assert runner.exception is None
+    assert [r for r in steady if r[0] != "GET"] == []
+    assert "DriftRepaired" not in adminapis.event_reasons(NAME)
+    assert any("/deployments/" in path for _, path, _ in steady)  # the resync did look
