@@ -138,6 +138,8 @@ class Page:
             " li => [li.querySelector('.doc-name').textContent, li.querySelector('.doc-status').textContent])")
 
     def upload(self, path) -> None:
+        # The page disables the file input while an upload is in flight: a file chosen then is lost.
+        self.wait(lambda: self.el("upload-file").is_enabled(), "the upload input enabled")
         self.el("upload-file").send_keys(str(path))
 
     def record_upload_statuses(self) -> None:

@@ -132,7 +132,8 @@ async def test_bad_uploads_are_explained_and_names_are_text(documents_page, make
     nasty = tmp_path / '<img src=x onerror=alert(1)>.md'
     nasty.write_text("<script>alert(2)</script> Plain words about a nasty file name.")
     page.upload(nasty)
-    _wait_long(page, lambda: any(name == nasty.name for name, _ in page.documents()), "nasty name listed")
+    _wait_long(page, lambda: any(name == nasty.name for name, _ in page.documents()),
+               f"nasty name listed (upload status: {page.el('upload-status').text!r})")
     assert page.driver.find_elements(By.CSS_SELECTOR, "#document-list img, #document-list script") == []
     assert page.status() == ""  # upload problems are told in the upload area, not as page errors
     assert page.csp_violations() == []

@@ -72,14 +72,15 @@ async def test_count_uses_the_partial_index(db, crowded_user):
 
 @pytest.fixture(scope="module")
 async def long_conversation(db, crowded_user) -> tuple[str, int]:
-    """crowded_user's 200 conversations with 100 messages each, their turns interleaved as in real use,
-    analyzed; one of them, and a message id in its middle."""
+    """crowded_user's 200 conversations with 300 messages each, their turns interleaved as in real use,
+    analyzed (enough rows that what earlier tests stored does not sway the statistics); one of them, and a
+    message id in its middle."""
     async with db.acquire() as conn, conn.transaction():
         await conn.execute(
             """
             INSERT INTO "CNVS_MSG" ("MSG_IDT_ID", "CNVS_IDT_ID", "ROLE_CD", "MSG_CN")
             SELECT gen_random_uuid()::text, c."CNVS_IDT_ID", 'user', 'message ' || n
-            FROM (SELECT "CNVS_IDT_ID" FROM "USR_CNVS_SMRY" WHERE "USR_ID" = $1) AS c, generate_series(1, 100) AS n
+            FROM (SELECT "CNVS_IDT_ID" FROM "USR_CNVS_SMRY" WHERE "USR_ID" = $1) AS c, generate_series(1, 300) AS n
             ORDER BY n
             """,
             crowded_user,
@@ -87,7 +88,7 @@ async def long_conversation(db, crowded_user) -> tuple[str, int]:
     await db.execute('ANALYZE "CNVS_MSG"')
     cnvs_idt_id = await db.fetchval('SELECT "CNVS_IDT_ID" FROM "CNVS_MSG" ORDER BY "MSG_ID" DESC LIMIT 1')
     middle = await db.fetchval(
-        'SELECT "MSG_ID" FROM "CNVS_MSG" WHERE "CNVS_IDT_ID" = $1 ORDER BY "MSG_ID" OFFSET 50 LIMIT 1', cnvs_idt_id
+        'SELECT "MSG_ID" FROM "CNVS_MSG" WHERE "CNVS_IDT_ID" = $1 ORDER BY "MSG_ID" OFFSET 150 LIMIT 1', cnvs_idt_id
     )
     return cnvs_idt_id, middle
 
