@@ -24,7 +24,7 @@ from .builders import Owner
 from .kube import Kube
 from .rollout import Event as On, Outcome as Result, Step, attempt_id, decide, first_step
 from .spec import AdminApiSpec, InvalidSpec
-from .status import Progress, merge_conditions, step_status, workload_status
+from .status import CONFIG_ERROR, Progress, merge_conditions, step_status, workload_status
 
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
@@ -252,6 +252,7 @@ class Reconciler:
                 self._event(inst, "Normal", update["phase"], f"{spec.image}: {update['message']}")
         elif progress.deadline_exceeded and inst.status.get("phase") != "Failed":
             self._event(inst, "Warning", "ProgressDeadlineExceeded", update["message"])
+        self._say_config_error(inst, progress)
         self._write(inst, update)
 
     def _hold(self, inst: Instance, last_good: dict[str, Any], desired_hash: str) -> None:
@@ -266,9 +267,16 @@ class Reconciler:
                         f"{failed.get('finishedAt', '?')}; {last_good['image']} keeps running: {why}")
         deployment = self._deployment(inst, last_good["template"])
         progress = self._observe(inst, deployment)
+        self._say_config_error(inst, progress)
         self._write(inst, {**workload_status(progress, inst.generation, held=(outcome, why)),
                            **_replica_fields(progress), "currentImage": _image(deployment),
                            "templateHash": desired_hash, "observedGeneration": inst.generation})
+
+    def _say_config_error(self, inst: Instance, progress: Progress) -> None:
+        """No gate waits on these pods: one the kubelet cannot configure gets a Warning Event as soon as it is
+        seen, once (from then on the status message says it; status.py gives the reason)."""
+        if progress.config_error and progress.config_error not in str(inst.status.get("message", "")):
+            self._event(inst, "Warning", CONFIG_ERROR, f"{progress.config_error}; the pods start once it exists")
 
     # --- rollout attempts ---------------------------------------------------------------------------
 

@@ -387,6 +387,48 @@ def test_rolled_out_condition_is_for_this_generation():
     assert rolled["observedGeneration"] == h.kube.adminapi(NAME)["metadata"]["generation"]
 
 
+# --- a pod that cannot be configured: the kubelet says so, the operator (which reads no Secret) listens -------
+
+LLM_KEY = {"llm": {"apiKeySecretRef": {"name": "llm-key", "key": "token"}}}
+LONG_GATE = {"rollout": {"healthChecks": False, "timeoutSeconds": 600}}
+
+
+def test_a_first_install_says_at_once_that_its_pods_cannot_be_configured():
+    h = Harness({"replicas": 1, **LLM_KEY, **LONG_GATE})  # the Deployment's progress deadline: 600 s
+    h.kube.missing_secrets.add("llm-key")
+    status = h.run(lambda s: "CreateContainerConfigError" in s.get("message", ""), limit=5)
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert status["phase"] == "Progressing" and conditions == {
+        "Ready": ("False", "ConfigError"), "Progressing": ("True", "ConfigError"),
+        "Degraded": ("True", "ConfigError"), "RolledOut": ("False", "ConfigError")}
+    assert 'container admin-api: CreateContainerConfigError: secret "llm-key" not found' in status["message"]
+    # Steady while it lasts: one Event, no write, and the normal resync (no step polled).
+    h.settle(3)
+    before = len(h.kube.requests)
+    h.settle(20)
+    assert [r for r in h.kube.requests[before:] if r[0] not in ("get", "list")] == []
+    assert Counter(h.reasons())["ConfigError"] == 1
+    assert h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME)).waiting is None
+    h.kube.missing_secrets.clear()
+    status = h.ready()
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "False"
+
+
+def test_a_held_template_says_when_its_new_pods_cannot_be_configured():
+    h = Harness()
+    h.ready()
+    h.kube.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    assert h.run(h.at_rest)["phase"] == "RolledBack"
+    h.kube.missing_secrets.add(f"{NAME}-secrets")  # deleted since: running pods keep their env, a new one cannot
+    h.kube.patch_spec(NAME, {"replicas": 3})
+    status = h.run(lambda s: "CreateContainerConfigError" in s.get("message", ""), limit=5)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert status["phase"] == "RolledBack" and ready["reason"] == "ConfigError"
+    assert f'secret "{NAME}-secrets" not found' in ready["message"] and h.image() == A
+    h.settle(5)
+    assert Counter(h.reasons())["ConfigError"] == 1
+
+
 # --- scaling is not a rollout --------------------------------------------------------------------------
 
 def test_scaling_runs_no_job_and_zero_is_a_state():
