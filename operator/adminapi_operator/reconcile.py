@@ -24,13 +24,17 @@ from .builders import Owner
 from .kube import Kube
 from .rollout import Event as On, Outcome as Result, Step, attempt_id, decide, first_step
 from .spec import AdminApiSpec, InvalidSpec
-from .status import Progress, merge_conditions, step_status, workload_status
+from .status import CONFIG_ERROR, Progress, merge_conditions, step_status, workload_status
 
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
 BOOTSTRAP_ADMIN = "admin"
 HealthCheck = Callable[[str, tuple[str, ...]], "str | None"]
 REFUSED = "the Kubernetes API refused"  # how a status message says the spec produced an object it cannot store
+# How long a pod of the new template may wait in a configuration error (a missing Secret, ConfigMap or key, as
+# the kubelet says) before the gate fails: the kubelet retries, and a Secret created a moment after the spec
+# (one `kubectl apply` of a directory, in any order) ends it. Past that, rollout.timeoutSeconds would only wait.
+CONFIG_ERROR_GRACE = datetime.timedelta(seconds=15)
 
 
 def permanent(e: ApiException) -> bool:
@@ -252,6 +256,7 @@ class Reconciler:
                 self._event(inst, "Normal", update["phase"], f"{spec.image}: {update['message']}")
         elif progress.deadline_exceeded and inst.status.get("phase") != "Failed":
             self._event(inst, "Warning", "ProgressDeadlineExceeded", update["message"])
+        self._say_config_error(inst, progress)
         self._write(inst, update)
 
     def _hold(self, inst: Instance, last_good: dict[str, Any], desired_hash: str) -> None:
@@ -266,9 +271,16 @@ class Reconciler:
                         f"{failed.get('finishedAt', '?')}; {last_good['image']} keeps running: {why}")
         deployment = self._deployment(inst, last_good["template"])
         progress = self._observe(inst, deployment)
+        self._say_config_error(inst, progress)
         self._write(inst, {**workload_status(progress, inst.generation, held=(outcome, why)),
                            **_replica_fields(progress), "currentImage": _image(deployment),
                            "templateHash": desired_hash, "observedGeneration": inst.generation})
+
+    def _say_config_error(self, inst: Instance, progress: Progress) -> None:
+        """No gate waits on these pods: one the kubelet cannot configure gets a Warning Event as soon as it is
+        seen, once (from then on the status message says it; status.py gives the reason)."""
+        if progress.config_error and progress.config_error not in str(inst.status.get("message", "")):
+            self._event(inst, "Warning", CONFIG_ERROR, f"{progress.config_error}; the pods start once it exists")
 
     # --- rollout attempts ---------------------------------------------------------------------------
 
@@ -396,8 +408,8 @@ class Reconciler:
         spec = inst.spec
         deployment = self._deployment(inst, desired)
         progress = self._observe(inst, deployment, attempt["templateHash"])
-        since = datetime.datetime.fromisoformat(attempt["verifyingSince"].replace("Z", "+00:00"))
-        deadline = since + datetime.timedelta(seconds=spec.rollout_timeout_seconds)
+        deadline = _time(attempt["verifyingSince"]) + datetime.timedelta(seconds=spec.rollout_timeout_seconds)
+        lasting = self._lasting_config_error(attempt, progress)
         failure = None
         if progress.complete and _deployment_hash(deployment) == attempt["templateHash"]:
             failure = self._gate(inst, attempt["templateHash"])
@@ -408,13 +420,24 @@ class Reconciler:
             failure = f"health check failed: {failure}"
         elif progress.deadline_exceeded:
             failure = f"Deployment exceeded its progress deadline ({progress.describe()})"
-        if self.clock() < deadline and not progress.deadline_exceeded:
-            self._write(inst, _replica_fields(progress))
+        elif progress.config_error:
+            failure = f"a pod of the new template cannot be configured: {progress.config_error}"
+        if self.clock() < deadline and not progress.deadline_exceeded and not lasting:
+            self._write(inst, {**_replica_fields(progress), "rollout": attempt})
             return On.RUNNING, f"verifying {spec.image}: {failure or progress.describe()}"
         reason = failure or f"not available within {spec.rollout_timeout_seconds}s ({progress.describe()})"
         attempt["failure"] = reason
         self._event(inst, "Warning", "RolloutFailed", f"{spec.image}: {reason}; rolling back", attempt)
         return On.FAILED, reason
+
+    def _lasting_config_error(self, attempt: dict[str, Any], progress: Progress) -> bool:
+        """Whether a pod of the new template has not been configurable for longer than the grace; since when is
+        kept in the attempt, so that an operator restarted meanwhile does not start the grace again."""
+        if not progress.config_error:
+            attempt.pop("configErrorSince", None)
+            return False
+        since = attempt.setdefault("configErrorSince", self.now_iso())
+        return self.clock() >= _time(since) + CONFIG_ERROR_GRACE
 
     def _gate(self, inst: Instance, template_hash: str) -> str | None:
         """What serves: the configured URL, or else every pod of the new template, by its own IP and port."""
@@ -550,6 +573,10 @@ def _why(result: Result, event: On, attempt: dict[str, Any]) -> str:
     if result is Result.CANCELLED:
         return f"cancelled: the spec asks for the last good version ({attempt['fromImage']}) again"
     return f"{result.value} ({event.value})"
+
+
+def _time(iso: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def _replica_fields(progress: Progress) -> dict[str, Any]:

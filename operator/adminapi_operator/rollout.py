@@ -5,7 +5,7 @@ plus an attempt counter that every new attempt (a spec change, a retry) incremen
 labels of every Job it runs and in its backup key, so a Job is trusted only when it belongs to this attempt.
 
     BackingUp ─done─► Migrating ─done─► RollingOut ─done─► Verifying ─done─► (Succeeded)
-        │failed           │failed                              │failed: not available in time, or unhealthy
+        │failed           │failed                              │failed: not available in time, unhealthy, or a pod cannot be configured
         ▼                 ▼                                    ▼
   (BackupFailed)   (MigrationFailed)    ┌─ with rollback.restoreDatabase ─┴─ without ─┐
                                         ▼                                             ▼
@@ -29,6 +29,7 @@ class Step(str, enum.Enum):
     MIGRATING = "Migrating"  # the new version's `admin-api migrate` runs as a Job, before any pod changes
     ROLLING_OUT = "RollingOut"  # the Deployment gets the new template
     VERIFYING = "Verifying"  # the gate: every new pod ready and healthy within rollout.timeoutSeconds
+    # (a pod the kubelet cannot configure, a missing Secret say, fails it after a short grace: reconcile.py)
     RESTORING_DATABASE = "RestoringDatabase"  # every pod gone (listed), then the attempt's backup restored
     RESTORE_FAILED = "RestoreFailed"  # the restore failed: pods stay down until a retry or a waiver
     ROLLING_BACK = "RollingBack"  # the last good template goes back into the Deployment

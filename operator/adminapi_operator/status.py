@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from .builders import TEMPLATE_HASH_LABEL
 
@@ -37,6 +38,34 @@ def pod_ready(pod: dict[str, Any]) -> bool:
 
 # Waiting reasons that are only a step on the way (every other one says what is wrong).
 _ON_THE_WAY = {"ContainerCreating", "PodInitializing"}
+# A container the kubelet cannot configure: the spec names a Secret, ConfigMap or key that does not exist (the
+# operator cannot check that in advance: it never reads Secrets). The kubelet retries, but only a change made
+# elsewhere ends it. CreateContainerError is mostly the runtime's own trouble: only a missing reference counts.
+CONFIG_ERROR = "ConfigError"
+_MISSING = re.compile(r'\b(secret|configmap)s? "[^"]+" not found|couldn\'t find key \S+ in (Secret|ConfigMap) ', re.I)
+
+
+def _cannot_configure(waiting: dict[str, Any]) -> bool:
+    return waiting.get("reason") == "CreateContainerConfigError" or (
+        waiting.get("reason") == "CreateContainerError" and bool(_MISSING.search(waiting.get("message") or "")))
+
+
+def _unready(pods: list[dict[str, Any]], template_hash: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Name and status of each pod of the template that is not ready (terminating ones aside)."""
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if _pod_template(pod) == template_hash and not pod_ready(pod) and not meta.get("deletionTimestamp"):
+            yield meta.get("name", "?"), pod.get("status") or {}
+
+
+def _containers(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+
+
+def _waiting(pod: str, container: dict[str, Any]) -> str:
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    why = f": {waiting['message'][:300]}" if waiting.get("message") else ""
+    return f"pod {pod}, container {container.get('name')}: {waiting.get('reason')}{why}"
 
 
 def pod_trouble(pods: list[dict[str, Any]], template_hash: str) -> str | None:
@@ -44,23 +73,28 @@ def pod_trouble(pods: list[dict[str, Any]], template_hash: str) -> str | None:
 
     Only names and reasons: a missing Secret reads `secret "x" not found`, never a value.
     """
-    for pod in pods:
-        if _pod_template(pod) != template_hash or pod_ready(pod) or (pod.get("metadata") or {}).get("deletionTimestamp"):
-            continue
-        name, status = (pod.get("metadata") or {}).get("name", "?"), pod.get("status") or {}
+    for name, status in _unready(pods, template_hash):
         for c in status.get("conditions") or ():
             if c.get("type") == "PodScheduled" and c.get("status") == "False":
                 return f"pod {name} cannot be scheduled: {(c.get('message') or c.get('reason') or '')[:300]}"
-        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        for cs in _containers(status):
             state = cs.get("state") or {}
             waiting, done = state.get("waiting") or {}, state.get("terminated") or {}
             if waiting.get("reason") and waiting["reason"] not in _ON_THE_WAY:
-                why = f": {waiting['message'][:300]}" if waiting.get("message") else ""
-                return f"pod {name}, container {cs.get('name')}: {waiting['reason']}{why}"
+                return _waiting(name, cs)
             if done and done.get("exitCode"):
                 return f"pod {name}, container {cs.get('name')} exited with {done['exitCode']} ({done.get('reason', '')})"
         if status.get("phase") == "Running" and all(cs.get("started") for cs in status.get("containerStatuses") or [{}]):
             return f"pod {name} runs but is not ready: its readiness probe (/health/ready) fails"
+    return None
+
+
+def config_error(pods: list[dict[str, Any]], template_hash: str) -> str | None:
+    """A pod of the template the kubelet cannot configure, as it says it (None: none)."""
+    for name, status in _unready(pods, template_hash):
+        for cs in _containers(status):
+            if _cannot_configure((cs.get("state") or {}).get("waiting") or {}):
+                return _waiting(name, cs)
     return None
 
 
@@ -77,6 +111,7 @@ class Progress:
     deadline_exceeded: bool
     pods: int = 0  # API pods of the instance that exist, terminating ones included (listed)
     trouble: str | None = None  # why a pod of the current template is not ready, when one says so
+    config_error: str | None = None  # a pod of the current template the kubelet cannot configure: what it says
 
     @classmethod
     def of(cls, deployment: dict[str, Any] | None, pods: list[dict[str, Any]] | None = None,
@@ -105,6 +140,7 @@ class Progress:
             deadline_exceeded=observed and progressing.get("reason") == "ProgressDeadlineExceeded",
             pods=len(pods),
             trouble=pod_trouble(pods, template_hash) if template_hash else None,
+            config_error=config_error(pods, template_hash) if template_hash else None,
         )
 
     @property
@@ -121,7 +157,8 @@ class Progress:
 
     def describe(self) -> str:
         counts = f"{self.ready}/{self.replicas} ready on the current template"
-        return f"{counts} ({self.trouble})" if self.trouble and self.ready < self.replicas else counts
+        trouble = self.config_error or self.trouble  # a permanent error first, whichever pod shows it
+        return f"{counts} ({trouble})" if trouble and self.ready < self.replicas else counts
 
 
 def _pod_template(pod: dict[str, Any]) -> str | None:
@@ -141,7 +178,8 @@ def _ready(progress: Progress) -> tuple[bool, str, str]:
         return False, "ScaledToZero", "spec.replicas is 0"
     if progress.serving:
         return True, "DeploymentAvailable", f"{progress.available}/{progress.replicas} available"
-    return False, "PodsNotReady", f"{progress.available}/{progress.replicas} available; {progress.describe()}"
+    reason = CONFIG_ERROR if progress.config_error else "PodsNotReady"
+    return False, reason, f"{progress.available}/{progress.replicas} available; {progress.describe()}"
 
 
 def workload_status(progress: Progress, generation: int, invalid: str | None = None,
@@ -178,9 +216,12 @@ def workload_status(progress: Progress, generation: int, invalid: str | None = N
             generation, ready=ready, progressing=(False, reason, message), degraded=(True, reason, message),
             rolled_out=(False, reason, message))}
     message = f"rolling out: {progress.describe()}"
+    # A pod that cannot be configured is said as soon as it is seen, not at the Deployment's progress deadline.
+    reason = CONFIG_ERROR if progress.config_error else "RollingOut"
+    degraded = (True, CONFIG_ERROR, message) if progress.config_error else (False, "AsExpected", message)
     return {"phase": "Progressing", "message": message, "conditions": conditions(
-        generation, ready=ready, progressing=(True, "RollingOut", message), degraded=(False, "AsExpected", message),
-        rolled_out=(False, "RollingOut", message))}
+        generation, ready=ready, progressing=(True, reason, message), degraded=degraded,
+        rolled_out=(False, reason, message))}
 
 
 def step_status(step: str, message: str, progress: Progress, generation: int, degraded: bool = False) -> dict[str, Any]:

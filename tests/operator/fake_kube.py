@@ -4,8 +4,9 @@ It behaves like the API server where the reconciler's correctness depends on it:
 conflicts on a stale status write, server defaults and canonicalised quantities (`1000m` stored as `1`),
 zero values of `omitempty` fields left out (a probe's `initialDelaySeconds: 0`, an env var's `value: ""`),
 generations, and controllers played step by step on an injected clock: Deployments roll pods (maxSurge 1,
-maxUnavailable 0, progress deadline), pods become ready or not (kwok's sim.aistreams.io labels), terminate
-slowly if asked, Jobs complete or fail. Faults are injected per verb and kind. Every request is counted.
+maxUnavailable 0, progress deadline), pods become ready or not (kwok's sim.aistreams.io labels), wait in
+CreateContainerConfigError while a Secret they name is missing (as a kubelet says it), terminate slowly if
+asked, Jobs complete or fail. Faults are injected per verb and kind. Every request is counted.
 """
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ class FakeKube:
         self.ready_after_seconds = 1.0
         self.job_seconds = 2.0
         self.failing_jobs: set[str] = set()  # components (backup, migrate, restore) whose Jobs fail
+        self.missing_secrets: set[str] = set()  # Secrets that do not exist, for the kubelet (none is ever read)
         self.on_create: list[Any] = []  # callbacks(obj) when an object is created
         self.on_status: list[Any] = []  # callbacks(status) after a status write
         self._rv = itertools.count(1)
@@ -264,6 +266,8 @@ class FakeKube:
         for _ in range(max(0, min(replicas - len(new), replicas + 1 - len(pods)))):
             self._new_pod(ns, name, template)
         for p in new:
+            if not self._kubelet_configures(p):
+                continue
             if not _ready(p) and self.now >= _parse(p["metadata"]["creationTimestamp"]) + datetime.timedelta(
                     seconds=self.ready_after_seconds) and not (_matches(p, NOT_READY) or _matches(p, FAIL)):
                 p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
@@ -302,6 +306,18 @@ class FakeKube:
         for hook in self.on_create:
             hook(pod)
         self._store(("v1", "Pod", ns, name), pod)
+
+    def _kubelet_configures(self, pod: dict[str, Any]) -> bool:
+        """What a kubelet does with a container whose env names a missing Secret: it waits, saying so."""
+        missing = [ref["name"] for c in pod["spec"]["containers"] for e in c.get("env", [])
+                   if (ref := (e.get("valueFrom") or {}).get("secretKeyRef")) and ref["name"] in self.missing_secrets]
+        if not missing:
+            pod["status"].pop("containerStatuses", None)
+            return True
+        waiting = {"reason": "CreateContainerConfigError", "message": f'secret "{missing[0]}" not found'}
+        pod["status"]["containerStatuses"] = [{"name": c["name"], "ready": False, "started": False,
+                                               "state": {"waiting": waiting}} for c in pod["spec"]["containers"]]
+        return False
 
     def _terminate(self, pod: dict[str, Any]) -> None:
         pod["metadata"]["deletionTimestamp"] = _iso(self.now)

@@ -3,13 +3,14 @@ event — retry, revert, supersede, operator restart, a failed status write, an 
 pods that terminate slowly — plus the steady state's requests."""
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from typing import Any, Callable
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from adminapi_operator.reconcile import RETRY_ANNOTATION, Reconciler
+from adminapi_operator.reconcile import CONFIG_ERROR_GRACE, RETRY_ANNOTATION, Reconciler
 
 from .fake_kube import FAIL, NOT_READY, FakeKube
 
@@ -385,6 +386,89 @@ def test_rolled_out_condition_is_for_this_generation():
     rolled = next(c for c in status["conditions"] if c["type"] == "RolledOut")
     assert rolled["status"] == "False" and rolled["reason"] == "RolledBack"
     assert rolled["observedGeneration"] == h.kube.adminapi(NAME)["metadata"]["generation"]
+
+
+# --- a pod that cannot be configured: the kubelet says so, the operator (which reads no Secret) listens -------
+
+LLM_KEY = {"llm": {"apiKeySecretRef": {"name": "llm-key", "key": "token"}}}
+LONG_GATE = {"rollout": {"healthChecks": False, "timeoutSeconds": 600}}
+
+
+def test_the_gate_fails_fast_on_a_pod_that_cannot_be_configured():
+    """Issue 11 item 4: a Secret that does not exist left the new pods in CreateContainerConfigError until
+    rollout.timeoutSeconds; now the gate fails once the grace has passed, with the kubelet's words."""
+    h = Harness(LONG_GATE)
+    h.ready()
+    h.kube.missing_secrets.add("llm-key")
+    h.kube.patch_spec(NAME, {"image": B, **LLM_KEY})
+    seen: dict[str, datetime.datetime] = {}  # when the status first said it: the error seen, the rollback
+    h.kube.on_status.append(lambda s: "configErrorSince" in (s.get("rollout") or {})
+                            and seen.setdefault("error", h.kube.now))
+    h.kube.on_status.append(lambda s: (s.get("rollout") or {}).get("step") == "RollingBack"
+                            and seen.setdefault("RollingBack", h.kube.now))
+    h.run(lambda s: "error" in seen)
+    h.settle(5)
+    h.restart()  # the grace is counted from the attempt in status, not from the process
+    status = h.run(h.at_rest, limit=60)
+    assert status["phase"] == "RolledBack" and h.image() == A
+    waited = seen["RollingBack"] - seen["error"]
+    assert CONFIG_ERROR_GRACE <= waited <= CONFIG_ERROR_GRACE + datetime.timedelta(seconds=2)
+    assert f"pod {NAME}-" in status["message"]
+    assert 'container admin-api: CreateContainerConfigError: secret "llm-key" not found' in status["message"]
+    assert status["history"][0]["message"].startswith(
+        f"rolled back to {A}: a pod of the new template cannot be configured: pod {NAME}-")
+    [event] = [e for e in h.kube.events if e["reason"] == "RolloutFailed"]
+    assert 'secret "llm-key" not found' in event["message"]
+
+
+def test_a_secret_created_within_the_grace_lets_the_rollout_go_on():
+    """The kubelet retries: a Secret applied a moment after the spec is no failure."""
+    h = Harness(LONG_GATE)
+    h.ready()
+    h.kube.missing_secrets.add("llm-key")
+    h.kube.patch_spec(NAME, {"image": B, **LLM_KEY})
+    h.run(lambda s: "configErrorSince" in (s.get("rollout") or {}))
+    h.settle(int(CONFIG_ERROR_GRACE.total_seconds()) - 5)
+    assert h.status["rollout"]["step"] == "Verifying"
+    h.kube.missing_secrets.clear()  # created a moment later: the kubelet starts the container
+    status = h.run(lambda s: s.get("lastGoodImage") == B and h.at_rest(s), limit=30)
+    assert status["phase"] == "Ready" and h.outcomes()[0] == (B, "Succeeded")
+
+
+def test_a_first_install_says_at_once_that_its_pods_cannot_be_configured():
+    h = Harness({"replicas": 1, **LLM_KEY, **LONG_GATE})  # the Deployment's progress deadline: 600 s
+    h.kube.missing_secrets.add("llm-key")
+    status = h.run(lambda s: "CreateContainerConfigError" in s.get("message", ""), limit=5)
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert status["phase"] == "Progressing" and conditions == {
+        "Ready": ("False", "ConfigError"), "Progressing": ("True", "ConfigError"),
+        "Degraded": ("True", "ConfigError"), "RolledOut": ("False", "ConfigError")}
+    assert 'container admin-api: CreateContainerConfigError: secret "llm-key" not found' in status["message"]
+    # Steady while it lasts: one Event, no write, and the normal resync (no step polled).
+    h.settle(3)
+    before = len(h.kube.requests)
+    h.settle(20)
+    assert [r for r in h.kube.requests[before:] if r[0] not in ("get", "list")] == []
+    assert Counter(h.reasons())["ConfigError"] == 1
+    assert h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME)).waiting is None
+    h.kube.missing_secrets.clear()
+    status = h.ready()
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "False"
+
+
+def test_a_held_template_says_when_its_new_pods_cannot_be_configured():
+    h = Harness()
+    h.ready()
+    h.kube.patch_spec(NAME, {"image": B, "podLabels": NOT_READY})
+    assert h.run(h.at_rest)["phase"] == "RolledBack"
+    h.kube.missing_secrets.add(f"{NAME}-secrets")  # deleted since: running pods keep their env, a new one cannot
+    h.kube.patch_spec(NAME, {"replicas": 3})
+    status = h.run(lambda s: "CreateContainerConfigError" in s.get("message", ""), limit=5)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert status["phase"] == "RolledBack" and ready["reason"] == "ConfigError"
+    assert f'secret "{NAME}-secrets" not found' in ready["message"] and h.image() == A
+    h.settle(5)
+    assert Counter(h.reasons())["ConfigError"] == 1
 
 
 # --- scaling is not a rollout --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 from adminapi_operator.reconcile import contains, job_state
-from adminapi_operator.status import Progress, merge_conditions, workload_status
+from adminapi_operator.status import Progress, config_error, merge_conditions, workload_status
 
 
 def deployment(replicas=3, generation=2, observed=2, current=3, updated=3, ready=3, available=3, reason=None):
@@ -65,6 +65,37 @@ def test_ready_counts_only_the_new_template():
     progress = Progress.of(deployment(replicas=1, current=2, updated=1, ready=1, available=1), pods, "new")
     assert progress.ready == 0 and progress.describe().startswith("0/1 ready")
     assert progress.pods == 2
+
+
+def waiting_pod(reason, message, template="new", ready="False"):
+    return {"metadata": {"name": "p", "labels": {"aistreams.io/template-hash": template}},
+            "status": {"conditions": [{"type": "Ready", "status": ready}], "containerStatuses": [
+                {"name": "admin-api", "state": {"waiting": {"reason": reason, "message": message}}}]}}
+
+
+def test_a_pod_the_kubelet_cannot_configure():
+    """What the kubelet says of a missing Secret, ConfigMap or key; the runtime's own CreateContainerError is not it."""
+    said = config_error([waiting_pod("CreateContainerConfigError", 'secret "db" not found')], "new")
+    assert said == 'pod p, container admin-api: CreateContainerConfigError: secret "db" not found'
+    for message in ("couldn't find key url in Secret ns/db", 'configmap "settings" not found',
+                    "couldn't find key a in ConfigMap ns/settings"):
+        assert config_error([waiting_pod("CreateContainerError", message)], "new")
+    assert not config_error([waiting_pod("CreateContainerError", "failed to create containerd task: EOF")], "new")
+    assert not config_error([waiting_pod("ImagePullBackOff", 'pulling "db": not found')], "new")
+    assert not config_error([waiting_pod("CreateContainerConfigError", "x", template="old")], "new")
+    assert not config_error([waiting_pod("CreateContainerConfigError", "x", ready="True")], "new")
+
+
+def test_a_pod_that_cannot_be_configured_is_said_without_a_rollout():
+    pods = [waiting_pod("CreateContainerConfigError", 'secret "db" not found')]
+    progress = Progress.of(deployment(replicas=1, current=1, updated=1, ready=0, available=0), pods, "new")
+    status = workload_status(progress, 2)
+    assert status["phase"] == "Progressing" and 'secret "db" not found' in status["message"]
+    assert by_type(status) == {"Ready": ("False", "ConfigError"), "Progressing": ("True", "ConfigError"),
+                               "Degraded": ("True", "ConfigError"), "RolledOut": ("False", "ConfigError")}
+    held = workload_status(progress, 2, held=("RolledBack", "rolled back"))
+    assert held["phase"] == "RolledBack" and by_type(held)["Ready"] == ("False", "ConfigError")
+    assert 'secret "db" not found' in held["message"]
 
 
 def test_transition_time_moves_only_when_status_flips():
