@@ -136,7 +136,11 @@ class VectorIndex:
                 "create_payload_index",
                 collection_name=name,
                 field_name="owner",
-                field_schema=models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=False, is_tenant=True),
+                # Owners are integers: `is_principal` is the integer index's tenant hint (`is_tenant` is the
+                # keyword index's; the client refuses it here).
+                field_schema=models.IntegerIndexParams(
+                    type=models.IntegerIndexType.INTEGER, lookup=True, range=False, is_principal=True
+                ),
             )
             await self._call("create_payload_index", collection_name=name, field_name="document_id", field_schema=models.PayloadSchemaType.KEYWORD)
         self._known.add(name)
