@@ -7,6 +7,9 @@ this pytest process is the load generator. The figures go into one report, print
     llm             the OpenAI-wire test server, a process of its own (tests/bench/llm_server.py)
     service         `admin-api serve` on that database, Redis and LLM
     bare            the baseline app (tests/bench/bare_app.py) on the same settings and backing services
+    documents_env   service's settings with documents on: S3 (SeaweedFS), the local embedding model, an
+                    embedded Qdrant store of the session's own (QDRANT_PATH)
+    documents_service  `admin-api serve` on documents_env (a process of its own: `service` stays as it was)
 """
 
 from __future__ import annotations
@@ -115,5 +118,23 @@ def service(server_env: dict[str, str]) -> Iterator[ServeProcess]:
 @pytest.fixture(scope="session")
 def bare(server_env: dict[str, str]) -> Iterator[ServeProcess]:
     server = _start("bare", server_env, "tests.bench.bare_app")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def documents_env(server_env: dict[str, str], s3_server, embeddings_server, tmp_path_factory) -> dict[str, str]:
+    return {
+        **server_env,
+        **s3_server.env(f"bench-{uuid.uuid4().hex[:12]}"),
+        "EMBEDDING_MODEL_ENDPOINT": embeddings_server.url,
+        "EMBEDDING_MODEL": embeddings_server.model,
+        "QDRANT_PATH": str(tmp_path_factory.mktemp("bench-qdrant")),
+    }
+
+
+@pytest.fixture(scope="session")
+def documents_service(documents_env: dict[str, str]) -> Iterator[ServeProcess]:
+    server = _start("documents", documents_env, "admin_api.cli")
     yield server
     server.stop()

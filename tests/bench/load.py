@@ -44,6 +44,7 @@ class Stats:
             "count": len(self.samples),
             "p50_ms": round(self.p50, 3),
             "p90_ms": round(self.quantile(0.90), 3),
+            "p95_ms": round(self.quantile(0.95), 3),
             "p99_ms": round(self.quantile(0.99), 3),
             "mean_ms": round(statistics.mean(self.samples), 3),
             "rps": round(self.rps, 1),
@@ -76,15 +77,16 @@ async def _round(http: aiohttp.ClientSession, call: Call, count: int, concurrenc
 
 
 async def compare(
-    ours: Call, baseline: Call, *, count: int, concurrency: int = 1, rounds: int = 3, warmup: int = 20
-) -> tuple[Stats, Stats]:
-    """`count` requests of each, by `concurrency` clients, in `rounds` alternating rounds after a warm-up."""
-    results = (Stats(), Stats())
+    *calls: Call, count: int, concurrency: int = 1, rounds: int = 3, warmup: int = 20
+) -> tuple[Stats, ...]:
+    """`count` requests of each call (ours, its baseline, maybe a floor), by `concurrency` clients, in `rounds`
+    alternating rounds after a warm-up; their Stats in the same order."""
+    results = tuple(Stats() for _ in calls)
     async with session(concurrency) as http:
-        for call in (ours, baseline):
+        for call in calls:
             await _round(http, call, max(warmup, concurrency), concurrency)
         for _ in range(rounds):
-            for call, stats in zip((ours, baseline), results):
+            for call, stats in zip(calls, results):
                 stats.add(*await _round(http, call, count // rounds, concurrency))
     return results
 
@@ -94,6 +96,16 @@ async def expect_json(response: aiohttp.ClientResponse, status: int = 200) -> di
     if response.status != status:
         raise AssertionError(f"{response.method} {response.url}: {response.status} {body[:300]!r}")
     return json.loads(body)
+
+
+async def log_in(http: aiohttp.ClientSession, base_url: str, username: str, password: str) -> tuple[int, dict]:
+    """Log in through the API: the user's id, and the Cookie header that carries the session (the sessions are
+    in Redis, so it also works on another server process on the same Redis)."""
+    credentials = {"username": username, "password": password}
+    async with http.post(f"{base_url}/api/v1/auth/login", json=credentials) as response:
+        user_id = (await expect_json(response))["id"]
+        cookie = response.cookies["admin_api_session"].value
+    return user_id, {"Cookie": f"admin_api_session={cookie}"}
 
 
 @dataclass

@@ -9,6 +9,10 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.bench.load import Stats
 
 
 @dataclass
@@ -59,3 +63,27 @@ class Report:
             "figures": [{**asdict(f), "headline": f.headline} for f in self.figures],
         }
         self.path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def latency(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, *, compare_by: str = "ratio",
+            target: float | None = None, quantile: float = 0.5) -> None:
+    """A latency figure from two Stats: their median, or another quantile (e.g. 0.95 for p95)."""
+    if quantile == 0.5:
+        name, mine, theirs = "p50", ours.p50, base.p50
+    else:
+        name, mine, theirs = f"p{quantile * 100:g}", ours.quantile(quantile), base.quantile(quantile)
+    if compare_by == "delta":
+        met = None if target is None else mine - theirs <= target
+        target_text = "" if target is None else f"<= +{target:g} ms"
+    else:
+        met = None if target is None else mine / theirs <= target
+        target_text = "" if target is None else f"<= {target:g}x"
+    report.add(Figure(f"{what}, {name}", mine, theirs, "ms", baseline_is, compare_by, target_text, met,
+                      {"ours": ours.as_json(), "baseline": base.as_json()}))
+
+
+def throughput(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, target: float | None = None):
+    met = None if target is None else ours.rps / base.rps >= target
+    report.add(Figure(f"{what}, throughput", ours.rps, base.rps, "req/s", baseline_is, "ratio",
+                      "" if target is None else f">= {target:g}x", met,
+                      {"ours": ours.as_json(), "baseline": base.as_json()}))

@@ -103,3 +103,11 @@ def corpus() -> dict[str, bytes]:
 def relevant(question: Question, filename: str, chunk_text: str) -> bool:
     text = normalised(chunk_text)
     return filename == question.document and any(phrase in text for phrase in question.phrases)
+
+
+def corpus_passages(count: int, chars: int = 900) -> list[str]:
+    """`count` passages of `chars` characters of the corpus, whitespace collapsed (900: ~200 tokens), as
+    benchmark input; the corpus is gone round again as often as needed."""
+    text = " ".join(" ".join((DATA / name).read_text() for name in CORPUS).split())
+    text *= 1 + count * chars // len(text)
+    return [text[i * chars : (i + 1) * chars] for i in range(count)]

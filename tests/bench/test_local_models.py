@@ -16,19 +16,12 @@ import httpx
 import openai
 import pytest
 
-from tests.bench.retrieval_set import CORPUS, DATA
+from tests.bench.retrieval_set import corpus_passages
 from tests.support.models import MODELS_DIR
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
 
 BATCH = 32
-
-
-def _passages(count: int, chars: int = 900) -> list[str]:
-    """`count` passages of our documents, ~200 tokens each (the model reads at most 256)."""
-    text = " ".join(" ".join((DATA / name).read_text() for name in CORPUS).split())
-    text *= 1 + count * chars // len(text)  # round again if the corpus is short
-    return [text[i * chars : (i + 1) * chars] for i in range(count)]
 
 
 def _in_process_embedder():
@@ -41,7 +34,7 @@ def _in_process_embedder():
 
 
 async def test_embeddings_throughput(embeddings_server):
-    passages = _passages(64)
+    passages = corpus_passages(64)  # ~200 tokens each (the model reads at most 256)
     embedder = _in_process_embedder()
     embedder.embed(embedder.token_ids(passages[:4]))  # warm up
     started = time.perf_counter()

@@ -21,8 +21,8 @@ from admin_api.chat.llm import build_llm_client
 from admin_api.history import repository
 from admin_api.settings import Settings
 from tests.bench import seed
-from tests.bench.load import Stats, StreamTimes, compare, expect_json, session, timed_stream
-from tests.bench.report import Figure, Report
+from tests.bench.load import Stats, StreamTimes, compare, expect_json, log_in, session, timed_stream
+from tests.bench.report import Figure, latency, throughput
 
 pytestmark = pytest.mark.bench
 
@@ -48,14 +48,8 @@ async def pool(bench_database: str):
 async def users(pool, service) -> dict[str, list[User]]:
     """The seeded history user and chat users (tests/bench/seed.py), each logged in through the API."""
     names = [seed.HISTORY_USER] + [f"{seed.CHAT_USER_PREFIX}{n}" for n in range(seed.CHAT_USERS)]
-    logged_in = []
     async with session(4) as http:
-        for name in names:
-            async with http.post(f"{service.base_url}/api/v1/auth/login",
-                                 json={"username": name, "password": seed.PASSWORD}) as response:
-                user_id = (await expect_json(response))["id"]
-                cookie = response.cookies["admin_api_session"].value
-            logged_in.append(User(user_id, {"Cookie": f"admin_api_session={cookie}"}))
+        logged_in = [User(*await log_in(http, service.base_url, name, seed.PASSWORD)) for name in names]
     return {"history": logged_in[:1], "chat": logged_in[1:]}
 
 
@@ -73,25 +67,6 @@ def get(url: str, headers: dict | None = None):
             await expect_json(response)
 
     return call
-
-
-def latency(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, *, compare_by: str = "ratio",
-            target: float | None = None) -> None:
-    if compare_by == "delta":
-        met = None if target is None else ours.p50 - base.p50 <= target
-        target_text = "" if target is None else f"<= +{target:g} ms"
-    else:
-        met = None if target is None else ours.p50 / base.p50 <= target
-        target_text = "" if target is None else f"<= {target:g}x"
-    report.add(Figure(f"{what}, p50", ours.p50, base.p50, "ms", baseline_is, compare_by, target_text, met,
-                      {"ours": ours.as_json(), "baseline": base.as_json()}))
-
-
-def throughput(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, target: float | None = None):
-    met = None if target is None else ours.rps / base.rps >= target
-    report.add(Figure(f"{what}, throughput", ours.rps, base.rps, "req/s", baseline_is, "ratio",
-                      "" if target is None else f">= {target:g}x", met,
-                      {"ours": ours.as_json(), "baseline": base.as_json()}))
 
 
 # ---- history --------------------------------------------------------------------------------------------
