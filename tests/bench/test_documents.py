@@ -225,11 +225,7 @@ async def _build(path: Path, index_key: str, users: list[int], shared: bool, tex
     started = time.perf_counter()
     try:
         if shared:
-            # The server mode's collection, made as the embedded mode makes one: the local mode ignores payload
-            # indexes, and the server's (VectorIndex._ensure) fail on this qdrant-client (1.20 refuses
-            # `is_tenant` on an integer index).
-            await index._ensure(index_key, DIMENSIONS)
-            index.shared = True  # from here the server mode's naming and owner filter, on the embedded store
+            index.shared = True  # the server mode's layout and owner filter, on the embedded store
         for user_id in users:
             for document in range(CHUNKS_PER_USER // CHUNKS_PER_DOCUMENT):
                 vectors = rng.standard_normal((CHUNKS_PER_DOCUMENT, DIMENSIONS)).astype(numpy.float32)
