@@ -158,7 +158,9 @@ def run_seaweedfs(weed: str, root: Path) -> Iterator[S3Server]:
         "-master.volumeSizeLimitMB=64",  # small volumes: sparse files in the tests' temp dir
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=64",  # each bucket is a collection with volumes of its own
+        # Each bucket is a collection that takes volumes of its own (7 at its first write): at 64, the 10th
+        # bucket with data in a session was refused. Volumes are sparse files, so a high bound costs nothing.
+        "-volume.max=2000",
         "-volume.preStopSeconds=0",  # no grace period for load balancers at shutdown
         "-filer",
         f"-filer.port={filer}",
