@@ -148,7 +148,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from admin_api.core.logging import configure_logging
-    from admin_api.core.server import guarded_h11
+    from admin_api.core.server import guarded_httptools
     from admin_api.main import begin_shutdown, create_app
 
     settings = Settings()
@@ -171,8 +171,11 @@ def serve_command(args: argparse.Namespace) -> int:
         # default trusts loopback, which lets a same-host client choose its address).
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        http=guarded_h11(header_timeout=settings.header_timeout_seconds, body_timeout=settings.body_timeout_seconds),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        http=guarded_httptools(
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            max_header_bytes=settings.max_header_bytes,
+        ),
     )
     Server(config).run()
     return 0

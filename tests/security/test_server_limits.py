@@ -141,3 +141,82 @@ async def test_a_huge_header_is_refused(serve):
         assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 431 ")) or (not sent_all and not answer), answer[:200]
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             assert (await http.get("/health/live", headers={"X-Fine": "a" * 8000})).status_code == 200
+
+
+async def _exchange(server, data: bytes, timeout: float = CUT_OFF_WITHIN) -> bytes:
+    """Send `data` at once and read until the server closes the connection."""
+    reader, writer = await asyncio.open_connection(*_address(server))
+    try:
+        writer.write(data)
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            return await asyncio.wait_for(_read_until_closed(reader), timeout)
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_headers_over_the_limit_get_431_however_they_are_split(serve):
+    async with serve(MAX_HEADER_BYTES="4096") as server:
+        one_big = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+        many_small = (b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+                      + b"".join(b"X-H%d: %s\r\n" % (n, b"b" * 50) for n in range(100)) + b"\r\n")
+        for request in (one_big, many_small):
+            answer = await _exchange(server, request)
+            assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+            assert b"Request headers too large." in answer
+        # Just under the limit, with a body in the same packet: served.
+        body = b'{"username": "nobody", "password": "' + b"p" * 1000 + b'"}'
+        fits = (f"POST {LOGIN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                f"X-Pad: {'c' * 3000}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        answer = await _exchange(server, fits)
+        assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+async def test_kept_alive_connections_are_served_and_each_request_gets_its_own_deadline(serve):
+    """The header deadline starts again with each request on a kept-alive connection: a connection idle for
+    longer than it between two requests is still served, and a trickled second request is cut off."""
+    async with serve(HEADER_TIMEOUT_SECONDS="1", BODY_TIMEOUT_SECONDS="1") as server:
+        reader, writer = await asyncio.open_connection(*_address(server))
+        try:
+            request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+            for _ in range(2):
+                writer.write(request)
+                await writer.drain()
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                assert head.startswith(b"HTTP/1.1 200 "), head
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                await reader.readexactly(length)
+                await asyncio.sleep(2)  # idle past the header and body deadlines (uvicorn's keep-alive is 5 s)
+            trickling = asyncio.create_task(_trickle(writer, request))
+            try:
+                answer = await asyncio.wait_for(_read_until_closed(reader), CUT_OFF_WITHIN)
+            finally:
+                trickling.cancel()
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        finally:
+            writer.close()
+
+
+async def test_pipelined_requests_and_a_body_in_pieces_within_the_deadline_are_served(serve):
+    async with serve(BODY_TIMEOUT_SECONDS="3") as server:
+        pipelined = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + \
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        answer = await _exchange(server, pipelined)
+        assert answer.count(b"HTTP/1.1 200 ") == 3, answer[:500]
+
+        body = b'{"username": "nobody", "password": "not-it"}'
+        head = (f"POST {LOGIN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        reader, writer = await asyncio.open_connection(*_address(server))
+        try:
+            writer.write(head)
+            for piece in (body[:10], body[10:30], body[30:]):  # 1.5 s in all, within the 3 s
+                await asyncio.sleep(0.5)
+                writer.write(piece)
+                await writer.drain()
+            answer = await asyncio.wait_for(_read_until_closed(reader), CUT_OFF_WITHIN)
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
