@@ -89,9 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_exception_handlers(app)
     app.add_exception_handler(DocumentsError, _documents_error)
-    if settings.api_docs:
-        install_docs(app)
 
+    # Routes are matched in this order: the API's first, the probes first of all.
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(history_router)
@@ -102,6 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(metrics: MetricsDep) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
+
+    if settings.api_docs:
+        install_docs(app)
 
     return app
 
@@ -122,10 +124,9 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
-    """Outermost first; core/middleware.py explains each one."""
-    return [
-        Middleware(RequestContextMiddleware, metrics=metrics),
-        Middleware(SecurityHeadersMiddleware),
+    """Outermost first; core/middleware.py explains each one. CORS only where origins are allowed: with none,
+    it has nothing to grant (preflights meet the router's 405) and would still cost every request."""
+    cors = [
         Middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -133,7 +134,12 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", REPLAYED_HEADER],
-        ),
+        )
+    ]
+    return [
+        Middleware(RequestContextMiddleware, metrics=metrics),
+        Middleware(SecurityHeadersMiddleware),
+        *(cors if settings.cors_origins else []),
         Middleware(ErrorBoundaryMiddleware),
         Middleware(
             BodyLimitMiddleware,

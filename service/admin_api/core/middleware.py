@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
+import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from email.message import Message as MimeMessage
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +42,17 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "Content-Security-Policy": "frame-ancestors 'none'",
 }
+# As ASGI raw headers, encoded once: these run on every response.
+HEADER_DEFAULTS = tuple((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items())
+NO_STORE_DEFAULTS = (*HEADER_DEFAULTS, (b"cache-control", b"no-store"))
+
+
+def _raw_header(scope: Scope, name: bytes) -> str | None:
+    """One request header's value (names are lower case in ASGI), without building a Headers object."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 class TrackedSend:
@@ -69,9 +80,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        incoming = Headers(scope=scope).get("x-request-id", "")
-        request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        incoming = _raw_header(scope, b"x-request-id")
+        request_id = incoming if incoming and REQUEST_ID_PATTERN.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
+        request_id_header = (b"x-request-id", request_id.encode())
         status = 500
         started = time.perf_counter()
 
@@ -79,7 +91,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
@@ -122,15 +134,14 @@ class SecurityHeadersMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        no_store = scope["path"].startswith(self.no_store_prefixes)
+        defaults = NO_STORE_DEFAULTS if scope["path"].startswith(self.no_store_prefixes) else HEADER_DEFAULTS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                if no_store:
-                    headers.setdefault("Cache-Control", "no-store")
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in defaults if header[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -183,12 +194,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         max_bytes = self.limits_by_path.get(scope["path"], self.max_bytes)
-        declared = Headers(scope=scope).get("content-length")
+        declared = _raw_header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 return await _json_error(400, "Invalid Content-Length.", scope, receive, send)
             if int(declared) > max_bytes:
                 return await _json_error(413, "Request body too large.", scope, receive, send)
+        if _raw_header(scope, b"transfer-encoding") is None:
+            # No body, or one of the declared length, which the server never exceeds: nothing to count.
+            return await self.app(scope, receive, send)
 
         received = 0
         tracked = TrackedSend(send)
