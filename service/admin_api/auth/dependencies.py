@@ -8,8 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from admin_api.auth.sessions import SessionStore
-from admin_api.core.deps import RedisDep, SettingsDep
+from admin_api.core.deps import resources_of
 
 SESSION_COOKIE = "admin_api_session"
 
@@ -22,17 +21,12 @@ class CurrentUser:
     session_id_hash: str
 
 
-async def get_session_store(redis: RedisDep, settings: SettingsDep) -> SessionStore:
-    return SessionStore(redis, idle_seconds=settings.session_idle_seconds, max_seconds=settings.session_max_seconds)
-
-
-async def get_current_user(
-    request: Request, sessions: Annotated[SessionStore, Depends(get_session_store)]
-) -> CurrentUser:
+async def get_current_user(request: Request) -> CurrentUser:
+    # One dependency, not a chain (store <- Redis, settings): every API request solves it.
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated.")
-    session = await sessions.load(session_id)
+    session = await resources_of(request).sessions.load(session_id)
     if session is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Session expired or invalid; log in again.")
     return CurrentUser(

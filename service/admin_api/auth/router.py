@@ -18,7 +18,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 async def get_auth_service(resources: ResourcesDep) -> AuthService:
-    return AuthService(resources.pool, resources.redis, resources.settings, resources.password_checks)
+    return AuthService(
+        resources.pool, resources.redis, resources.settings, resources.password_checks, resources.sessions
+    )
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -66,14 +66,14 @@ class LoggedIn:
 
 
 class AuthService:
-    def __init__(self, pool: asyncpg.Pool, redis: Redis, settings: Settings, password_checks: BoundedWork) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, redis: Redis, settings: Settings, password_checks: BoundedWork, sessions: SessionStore
+    ) -> None:
         self.pool = pool
         self.password_checks = password_checks
         self.redis = redis
         self.settings = settings
-        self.sessions = SessionStore(
-            redis, idle_seconds=settings.session_idle_seconds, max_seconds=settings.session_max_seconds
-        )
+        self.sessions = sessions
 
     async def login(self, username: str, password: str, *, client_ip: str, previous_session: str | None) -> LoggedIn:
         keys = _ThrottleKeys.of(username, client_ip)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from admin_api.auth.sessions import SessionStore
 from admin_api.core.bounded import BoundedWork
 from admin_api.core.metrics import Metrics
 from admin_api.settings import Settings
@@ -27,8 +28,12 @@ class Resources:
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     # Password hashing (auth.service): bounded, so a login flood is refused fast instead of starving the rest.
     password_checks: BoundedWork = field(init=False)
+    sessions: SessionStore = field(init=False)  # auth.sessions: looked up on every authenticated request
 
     def __post_init__(self) -> None:
+        self.sessions = SessionStore(
+            self.redis, idle_seconds=self.settings.session_idle_seconds, max_seconds=self.settings.session_max_seconds
+        )
         self.password_checks = BoundedWork(
             name="password-check",
             limit=self.settings.login_hash_concurrency,
