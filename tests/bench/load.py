@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -22,10 +23,18 @@ class Stats:
 
     samples: list[float] = field(default_factory=list)
     seconds: float = 0.0  # wall time of the timed rounds
+    cpu_seconds: float = 0.0  # CPU time the server process spent in them, when it was watched
 
-    def add(self, samples: list[float], seconds: float) -> None:
+    def add(self, samples: list[float], seconds: float, cpu_seconds: float = 0.0) -> None:
         self.samples += samples
         self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """The server's own CPU per request: what its throughput is once its core is saturated, and far less
+        swayed than wall time by what else the machine runs."""
+        return self.cpu_seconds * 1e6 / len(self.samples) if self.samples else 0.0
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.samples)
@@ -48,6 +57,7 @@ class Stats:
             "p99_ms": round(self.quantile(0.99), 3),
             "mean_ms": round(statistics.mean(self.samples), 3),
             "rps": round(self.rps, 1),
+            **({"server_cpu_us_per_request": round(self.cpu_us_per_request, 1)} if self.cpu_seconds else {}),
         }
 
 
@@ -76,18 +86,30 @@ async def _round(http: aiohttp.ClientSession, call: Call, count: int, concurrenc
     return samples, time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def compare(
-    *calls: Call, count: int, concurrency: int = 1, rounds: int = 3, warmup: int = 20
+    *calls: Call, count: int, concurrency: int = 1, rounds: int = 3, warmup: int = 20,
+    servers: tuple[int | None, ...] = (),
 ) -> tuple[Stats, ...]:
     """`count` requests of each call (ours, its baseline, maybe a floor), by `concurrency` clients, in `rounds`
-    alternating rounds after a warm-up; their Stats in the same order."""
+    alternating rounds after a warm-up; their Stats in the same order. `servers`: the pid of the server
+    process each call is answered by (None: not watched), for its CPU time per request."""
     results = tuple(Stats() for _ in calls)
+    pids = list(servers) + [None] * (len(calls) - len(servers))
     async with session(concurrency) as http:
         for call in calls:
             await _round(http, call, max(warmup, concurrency), concurrency)
         for _ in range(rounds):
-            for call, stats in zip(calls, results):
-                stats.add(*await _round(http, call, count // rounds, concurrency))
+            for call, stats, pid in zip(calls, results, pids):
+                before = cpu_seconds(pid) if pid else 0.0
+                samples, seconds = await _round(http, call, count // rounds, concurrency)
+                stats.add(samples, seconds, cpu_seconds(pid) - before if pid else 0.0)
     return results
 
 

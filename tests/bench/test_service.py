@@ -22,7 +22,7 @@ from admin_api.history import repository
 from admin_api.settings import Settings
 from tests.bench import seed
 from tests.bench.load import Stats, StreamTimes, compare, expect_json, log_in, session, timed_stream
-from tests.bench.report import Figure, latency, throughput
+from tests.bench.report import Figure, latency, server_cpu, throughput
 
 pytestmark = pytest.mark.bench
 
@@ -115,16 +115,20 @@ async def test_history(service, bare, users, pool, bench_report):
 async def test_health_and_auth(service, bare, users, bench_report):
     cookie = users["history"][0].cookie
     bare_app = "bare FastAPI app, same server settings"
+    servers = (service.process.pid, bare.process.pid)
     ours, base = await compare(get(f"{service.base_url}/health/live"), get(f"{bare.base_url}/health/live"),
-                               count=3000, concurrency=16)
+                               count=3000, concurrency=16, servers=servers)
     throughput(bench_report, "/health/live, 16 connections", ours, base, bare_app, target=0.9)
+    server_cpu(bench_report, "/health/live, 16 connections", ours, base, bare_app)
     latency(bench_report, "/health/live, 16 connections", ours, base, bare_app)
     ours, base = await compare(get(f"{service.base_url}/api/v1/auth/me", cookie),
                                get(f"{bare.base_url}/api/v1/auth/me", cookie), count=300)
     latency(bench_report, "auth/me, 1 user", ours, base, f"{bare_app} + the session's Redis GETEX")
     ours, base = await compare(get(f"{service.base_url}/api/v1/auth/me", cookie),
-                               get(f"{bare.base_url}/api/v1/auth/me", cookie), count=2000, concurrency=16)
+                               get(f"{bare.base_url}/api/v1/auth/me", cookie), count=2000, concurrency=16,
+                               servers=servers)
     throughput(bench_report, "auth/me, 16 connections", ours, base, f"{bare_app} + the session's Redis GETEX")
+    server_cpu(bench_report, "auth/me, 16 connections", ours, base, f"{bare_app} + the session's Redis GETEX")
 
 
 # ---- chat -----------------------------------------------------------------------------------------------
