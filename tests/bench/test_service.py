@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from admin_api.chat.llm import build_llm_client
+from admin_api.chat import llm as chat_llm
 from admin_api.history import repository
 from admin_api.settings import Settings
 from tests.bench import seed
@@ -154,19 +154,20 @@ async def test_chat_send(service, llm, users, bench_report):
         if concurrency > 1:
             throughput(bench_report, f"chat/send JSON, {who}", ours, base, direct)
 
-    # Where part of the time goes: the LLM client the service uses (the openai SDK over httpx), called from here.
-    client = build_llm_client(Settings(database_url="postgresql+asyncpg://unused@localhost/unused",
+    # Where part of the time goes: the LLM client the service uses (chat/llm.py over aiohttp), called from here.
+    client = chat_llm.build_llm_client(Settings(database_url="postgresql+asyncpg://unused@localhost/unused",
                                        redis_url="redis://unused", llm_endpoint=f"{llm.base_url}/v1",
                                        llm_model="test-model"))
 
-    async def sdk_call(_http) -> None:
-        await client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": PROMPT}])
+    async def client_call(_http) -> None:
+        await chat_llm.complete(client, model="test-model", messages=[{"role": "user", "content": PROMPT}],
+                                temperature=None)
 
     try:
-        sdk, base = await compare(sdk_call, chat_calls(service, llm, users["chat"][:1])[1], count=200)
+        ours_client, base = await compare(client_call, chat_calls(service, llm, users["chat"][:1])[1], count=200)
     finally:
         await client.close()
-    latency(bench_report, "the service's LLM client (openai SDK), 1 user", sdk, base,
+    latency(bench_report, "the service's LLM client (chat/llm.py), 1 user", ours_client, base,
             "the same call with the load generator's client (aiohttp)", compare_by="delta")
 
 

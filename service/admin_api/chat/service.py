@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import anyio
 import asyncpg
-import openai
 from redis.asyncio import Redis
 
 from admin_api import conversations
@@ -135,7 +134,7 @@ class ChatService:
         *,
         pool: asyncpg.Pool,
         redis: Redis,
-        llm_client: openai.AsyncOpenAI,
+        llm_client: llm.LLMClient,
         model: str,
         user_id: int,
         observe_llm: LLMLatencyObserver,
@@ -318,7 +317,7 @@ class AnswerStream:
     """
 
     def __init__(
-        self, service: ChatService, turn: Turn, upstream: openai.AsyncStream, claim: Claim | None, started: float
+        self, service: ChatService, turn: Turn, upstream: llm.LLMStream, claim: Claim | None, started: float
     ) -> None:
         self.turn = turn
         self._service = service

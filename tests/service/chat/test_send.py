@@ -157,3 +157,13 @@ async def test_failed_turns_are_not_sent_as_context(user_client, openai_server):
         "Hello from the test LLM.",
         "three",
     ]
+
+
+@pytest.mark.parametrize("api_key", [None, "sk-test-key-9c1d"])
+async def test_the_llm_api_key_is_sent_as_a_bearer_token_when_configured(api_key, chat_client, openai_server):
+    async with chat_client(llm_api_key=api_key) as http:
+        assert (await http.post(SEND, json={"message": "hi"})).status_code == 200
+        assert (await http.post(SEND, json={"message": "hi", "stream": True})).status_code == 200
+
+    for request in openai_server.chat_requests:
+        assert request.headers.get("authorization") == (f"Bearer {api_key}" if api_key else None)
