@@ -28,7 +28,6 @@ import anyio
 import asyncpg
 from redis.asyncio import Redis
 
-from admin_api import conversations
 from admin_api.chat import llm, repository
 from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
 from admin_api.chat.limits import ChatLimiter
@@ -203,35 +202,36 @@ class ChatService:
         return await self._retriever.retrieve(self._user_id, request.message, request.document_ids)
 
     async def _start_turn(self, request: ChatSendRequest, sources: list[Source] | None = None) -> Turn:
-        """Resolve or create the conversation and commit the user's message before the LLM is asked."""
+        """Resolve or create the conversation and commit the user's message before the LLM is asked (one
+        statement: chat.repository)."""
         user_message_id = str(uuid.uuid4())
-        async with self._pool.acquire() as conn, conn.transaction():
-            cnvs_idt_id = await self._conversation_for(conn, request)
-            history = await repository.recent_complete_messages(conn, cnvs_idt_id=cnvs_idt_id, limit=CONTEXT_MESSAGES)
-            await repository.add_message(
-                conn,
-                msg_idt_id=user_message_id,
+        if request.cnvs_idt_id:
+            cnvs_idt_id = request.cnvs_idt_id
+            started = await repository.continue_conversation(
+                self._pool,
                 cnvs_idt_id=cnvs_idt_id,
-                role=repository.ROLE_USER,
+                user_id=self._user_id,
+                msg_idt_id=user_message_id,
                 content=request.message,
-                status=repository.STATUS_FAILED,  # until its answer is stored (record_answer)
+                history_limit=CONTEXT_MESSAGES,
             )
-        prompt = [{"role": role, "content": content} for role, content in history]
+            if not started.found:
+                raise ConversationNotFound()
+        else:
+            cnvs_idt_id = str(uuid.uuid4())
+            started = await repository.start_new_conversation(
+                self._pool,
+                cnvs_idt_id=cnvs_idt_id,
+                user_id=self._user_id,
+                title=conversation_title(request.message),
+                msg_idt_id=user_message_id,
+                content=request.message,
+            )
+        prompt = [{"role": role, "content": content} for role, content in started.history]
         if sources is not None:
             prompt.append(context_message(sources))
         prompt.append({"role": "user", "content": request.message})
         return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature, sources)
-
-    async def _conversation_for(self, conn: asyncpg.Connection, request: ChatSendRequest) -> str:
-        if not request.cnvs_idt_id:
-            cnvs_idt_id = str(uuid.uuid4())
-            await repository.create_conversation(
-                conn, cnvs_idt_id=cnvs_idt_id, user_id=self._user_id, title=conversation_title(request.message)
-            )
-            return cnvs_idt_id
-        if await conversations.find_active(conn, request.cnvs_idt_id, self._user_id) is None:
-            raise ConversationNotFound()
-        return request.cnvs_idt_id
 
     async def _answer(self, turn: Turn) -> ChatSendResponse:
         started = time.perf_counter()
@@ -262,17 +262,14 @@ class ChatService:
             raise TurnFailed(error, turn) from error
 
     async def record_answer(self, turn: Turn, answer: str, usage: TokenUsage | None) -> ChatSendResponse:
-        async with self._pool.acquire() as conn, conn.transaction():
-            stored = await repository.add_message(
-                conn,
-                msg_idt_id=str(uuid.uuid4()),
-                cnvs_idt_id=turn.cnvs_idt_id,
-                role=repository.ROLE_ASSISTANT,
-                content=answer,
-                sources=[source.model_dump() for source in turn.sources] if turn.sources is not None else None,
-            )
-            await repository.mark_message_complete(conn, msg_idt_id=turn.user_message_id)
-            await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
+        stored = await repository.record_answer(
+            self._pool,
+            msg_idt_id=str(uuid.uuid4()),
+            cnvs_idt_id=turn.cnvs_idt_id,
+            user_msg_idt_id=turn.user_message_id,
+            content=answer,
+            sources=[source.model_dump() for source in turn.sources] if turn.sources is not None else None,
+        )
         return ChatSendResponse(
             cnvs_idt_id=turn.cnvs_idt_id,
             user_message_id=turn.user_message_id,
