@@ -10,6 +10,8 @@ call over aiohttp; and we read two fields of a completion. Here a response is pa
 from __future__ import annotations
 
 import logging
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,7 @@ class LLMClient:
         self.timeout = aiohttp.ClientTimeout(
             total=None, connect=timeout_seconds, sock_connect=connect_timeout_seconds, sock_read=timeout_seconds
         )
+        self.proxy = _proxy_for(self.url)
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -57,17 +60,28 @@ class LLMClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
                 timeout=self.timeout,
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the SDK's httpx honoured them
             )
         return self._session
 
     async def post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
         # No redirects: an LLM endpoint that redirects is misconfigured (and a POST must not become a GET).
-        return await self.session().post(self.url, data=orjson.dumps(body), headers=self.headers, allow_redirects=False)
+        return await self.session().post(
+            self.url, data=orjson.dumps(body), headers=self.headers, proxy=self.proxy, allow_redirects=False
+        )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY and NO_PROXY name for `url`, as the SDK's httpx honoured them; read once here, as
+    aiohttp's trust_env would look them (and ~/.netrc) up again in a worker thread on every request."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def build_llm_client(settings: Settings) -> LLMClient:

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from admin_api.chat.llm import LLMClient
 from admin_api.chat.service import CONTEXT_MESSAGES, TITLE_MAX_CHARS
 from tests.service.chat.conftest import SEND, stored_messages
 
@@ -167,3 +168,19 @@ async def test_the_llm_api_key_is_sent_as_a_bearer_token_when_configured(api_key
 
     for request in openai_server.chat_requests:
         assert request.headers.get("authorization") == (f"Bearer {api_key}" if api_key else None)
+
+
+def test_the_llm_is_reached_through_the_environment_s_proxy_unless_no_proxy(monkeypatch):
+    """HTTP_PROXY and NO_PROXY apply to the LLM as they did with the openai SDK (read once, not per request)."""
+
+    def proxy() -> str | None:
+        return LLMClient(endpoint="http://vllm:8000/v1", api_key=None, timeout_seconds=1,
+                         connect_timeout_seconds=1).proxy
+
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy() is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert proxy() == "http://proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "vllm")
+    assert proxy() is None
