@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from admin_api.auth.dependencies import AuthenticatedUser
@@ -154,7 +154,9 @@ def _answer_response(
         if stream:
             return ChatEventStreamResponse(_iterate(replay_events(outcome.result)), headers=replayed)
         return JSONResponse(outcome.result, headers=replayed)
-    return outcome
+    # Serialized here in one pass of pydantic-core, the same JSON FastAPI's response_model would make of it
+    # after validating the model once more.
+    return Response(outcome.model_dump_json(), media_type="application/json")
 
 
 async def _iterate(events: list[ChatEvent]) -> AsyncIterator[ChatEvent]:
