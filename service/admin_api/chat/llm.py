@@ -209,8 +209,9 @@ class LLMStream:
         else:  # closing the connection is how the LLM learns to stop generating (vLLM aborts the request)
             self._response.close()
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """The `data` of each server-sent event up to `[DONE]`, read to the end; an `error` event raises."""
+    async def events(self) -> AsyncIterator[list[bytes]]:
+        """The `data` of the server-sent events up to `[DONE]`, as they arrive: each list holds those that came
+        in together (so they can go on together). The body is read to its end; an `error` event raises."""
         pending = b""
         data: list[bytes] = []
         name = b""
@@ -219,6 +220,7 @@ class LLMStream:
             *lines, pending = (pending + block).split(b"\n")
             if len(pending) > MAX_EVENT_BYTES:
                 raise _ErrorAnswer("event too long")
+            arrived: list[bytes] = []
             for line in lines:
                 if done:
                     break
@@ -235,12 +237,16 @@ class LLMStream:
                     continue
                 payload = b"\n".join(data)
                 if name == b"error":
+                    if arrived:  # what came before it is part of the answer
+                        yield arrived
                     raise _ErrorAnswer("error event")
                 data, name = [], b""
                 if payload == b"[DONE]":
                     done = True
                 else:
-                    yield payload
+                    arrived.append(payload)
+            if arrived:
+                yield arrived
         self._finished = True
 
     async def _blocks(self) -> AsyncIterator[bytes]:
@@ -284,20 +290,34 @@ async def open_stream(
     return LLMStream(response)
 
 
-async def stream_pieces(stream: LLMStream) -> AsyncIterator[str | TokenUsage]:
-    """Yield the answer's text pieces, and the usage when the server reports it (last chunk)."""
+async def stream_pieces(stream: LLMStream) -> AsyncIterator[list[str | TokenUsage]]:
+    """The answer's text pieces, and the usage when the server reports it (last chunk), in lists of those that
+    arrived together."""
     try:
-        async for data in stream.events():
-            chunk = _Chunk.model_validate_json(data)
-            if chunk.error:
-                raise _ErrorAnswer("error chunk")
-            if chunk.usage is not None:
-                yield chunk.usage
-            for choice in chunk.choices:
-                if choice.delta is not None and choice.delta.content:
-                    yield storable(choice.delta.content)
+        async for payloads in stream.events():
+            pieces, failure = _pieces_of(payloads)
+            if pieces:  # those before a bad chunk are part of the answer
+                yield pieces
+            if failure is not None:
+                raise failure
     except (*UPSTREAM_ERRORS, _ErrorAnswer) as exc:  # a dropped stream, a read timeout, vLLM's error chunk
         raise _logged(translate_error(exc), exc) from exc
+
+
+def _pieces_of(payloads: list[bytes]) -> tuple[list[str | TokenUsage], Exception | None]:
+    """The pieces of these chunks up to the first that is an error or cannot be read, and that one's error."""
+    pieces: list[str | TokenUsage] = []
+    for payload in payloads:
+        try:
+            chunk = _Chunk.model_validate_json(payload)
+        except ValueError as exc:
+            return pieces, exc
+        if chunk.error:
+            return pieces, _ErrorAnswer("error chunk")
+        if chunk.usage is not None:
+            pieces.append(chunk.usage)
+        pieces += [storable(c.delta.content) for c in chunk.choices if c.delta is not None and c.delta.content]
+    return pieces, None
 
 
 def _logged(error: LLMError, cause: BaseException | None) -> LLMError:

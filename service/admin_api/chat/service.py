@@ -81,6 +81,10 @@ class ChatEvent:
     data: dict[str, Any]
 
 
+# Events that can be sent at once (one write): e.g. the deltas of the LLM's chunks that arrived together.
+EventBatch = list[ChatEvent]
+
+
 def conversation_title(message: str) -> str:
     title = " ".join(message.split())
     return title if len(title) <= TITLE_MAX_CHARS else title[: TITLE_MAX_CHARS - 1].rstrip() + "…"
@@ -323,33 +327,38 @@ class AnswerStream:
         self._started = started
         self._pieces: list[str] = []
         self._settled = False  # the outcome (answer or failure) was stored: abort() has nothing to do
-        self._events: AsyncIterator[ChatEvent] | None = None
+        self._events: AsyncIterator[EventBatch] | None = None
         self.on_closed: Callable[[], Awaitable[None]] | None = None  # run last by abort() (frees the send's slot)
 
-    def events(self) -> AsyncIterator[ChatEvent]:
+    def events(self) -> AsyncIterator[EventBatch]:
         self._events = self._generate()
         return self._events
 
-    async def _generate(self) -> AsyncIterator[ChatEvent]:
+    async def _generate(self) -> AsyncIterator[EventBatch]:
         turn = self.turn
-        yield ChatEvent("start", {"cnvs_idt_id": turn.cnvs_idt_id, "user_message_id": turn.user_message_id})
+        opening = [ChatEvent("start", {"cnvs_idt_id": turn.cnvs_idt_id, "user_message_id": turn.user_message_id})]
         if turn.sources is not None:  # before the first delta, so the client can show them as the answer arrives
-            yield ChatEvent("sources", {"sources": [source.model_dump() for source in turn.sources]})
+            opening.append(ChatEvent("sources", {"sources": [source.model_dump() for source in turn.sources]}))
+        yield opening
         usage: TokenUsage | None = None
         failure: llm.LLMError | None = None
         try:
-            async for piece in llm.stream_pieces(self._upstream):
-                if isinstance(piece, TokenUsage):
-                    usage = piece
-                    continue
-                self._pieces.append(piece)
-                yield ChatEvent("delta", {"content": piece})
+            async for arrived in llm.stream_pieces(self._upstream):
+                deltas: EventBatch = []
+                for piece in arrived:
+                    if isinstance(piece, TokenUsage):
+                        usage = piece
+                    else:
+                        self._pieces.append(piece)
+                        deltas.append(ChatEvent("delta", {"content": piece}))
+                if deltas:  # as soon as they arrived: never held back to wait for more
+                    yield deltas
         except llm.LLMError as error:
             failure = error
         self._settled = True
         if failure is not None:
             await _shielded(lambda: self._settle_failure(failure.outcome))
-            yield ChatEvent("error", self._error_data(failure))
+            yield [ChatEvent("error", self._error_data(failure))]
             return
         result: dict[str, Any] = {}
 
@@ -365,9 +374,9 @@ class AnswerStream:
         if not result:  # storing failed (logged): free the key for a retry and tell the client
             await _shielded(lambda: self._service.release_idempotent(self._claim))
             stored_nothing = "The answer could not be stored. Please try again."
-            yield ChatEvent("error", self._error_data(llm.LLMUnavailable(), stored_nothing))
+            yield [ChatEvent("error", self._error_data(llm.LLMUnavailable(), stored_nothing))]
             return
-        yield ChatEvent("end", _end_event_data(result))
+        yield [ChatEvent("end", _end_event_data(result))]
 
     def _error_data(self, error: llm.LLMError, detail: str | None = None) -> dict[str, Any]:
         return {
