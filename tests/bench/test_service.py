@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
+from admin_api.auth.sessions import KEY_PREFIX, hash_session_id
 from admin_api.chat import llm as chat_llm
+from admin_api.chat import repository as chat_repository
+from admin_api.chat.limits import ChatLimiter
+from admin_api.chat.service import conversation_title
 from admin_api.history import repository
 from admin_api.settings import Settings
 from tests.bench import seed
@@ -143,7 +149,30 @@ def chat_calls(service, llm, users: list[User], stream: bool = False):
     return ours, post(direct, direct_body)
 
 
-async def test_chat_send(service, llm, users, bench_report):
+def turn_round_trips(pool, redis: Redis, user: User, llm_call):
+    """What a JSON turn must do besides the LLM, done from here with the service's own functions: the session's
+    Redis GETEX, the limits (one script), the user's message (one statement), the LLM call (`llm_call`), the
+    answer (one statement), the slot's release. chat/send's time above this floor is its Python: server,
+    middleware, FastAPI, validation, our code."""
+    session_key = KEY_PREFIX + hash_session_id(user.cookie["Cookie"].split("=", 1)[1])
+
+    async def call(http: aiohttp.ClientSession) -> None:
+        await redis.getex(session_key, ex=1800)
+        limiter = ChatLimiter(redis, user_id=user.id, rate=1_000_000, window_seconds=60, concurrency=1000)
+        slot = await limiter.acquire()
+        cnvs_idt_id, user_message_id = str(uuid.uuid4()), str(uuid.uuid4())
+        await chat_repository.start_new_conversation(pool, cnvs_idt_id=cnvs_idt_id, user_id=user.id,
+                                                     title=conversation_title(PROMPT), msg_idt_id=user_message_id,
+                                                     content=PROMPT)
+        await llm_call(http)
+        await chat_repository.record_answer(pool, msg_idt_id=str(uuid.uuid4()), cnvs_idt_id=cnvs_idt_id,
+                                            user_msg_idt_id=user_message_id, content="answer", sources=None)
+        await limiter.release(slot)
+
+    return call
+
+
+async def test_chat_send(service, llm, users, pool, redis_url, bench_report):
     direct = "the same LLM server called directly, same prompt"
     for concurrency, count in ((1, 200), (seed.CHAT_USERS, 500)):
         who = f"{concurrency} user" + ("s" if concurrency > 1 else "")
@@ -169,6 +198,19 @@ async def test_chat_send(service, llm, users, bench_report):
         await client.close()
     latency(bench_report, "the service's LLM client (chat/llm.py), 1 user", ours_client, base,
             "the same call with the load generator's client (aiohttp)", compare_by="delta")
+
+    # Where the rest goes: the turn's Redis and SQL round trips (its floor) against chat/send itself.
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        ours, direct_call = chat_calls(service, llm, users["chat"][:1])
+        ours, floor, base = await compare(ours, turn_round_trips(pool, redis, users["chat"][0], direct_call),
+                                          direct_call, count=300)
+    finally:
+        await redis.aclose()
+    latency(bench_report, "the turn's floor: the LLM called directly + the turn's 3 Redis and 2 SQL round trips, "
+            "1 user", floor, base, "the LLM server called directly", compare_by="delta")
+    latency(bench_report, "chat/send JSON over its floor (the service's Python), 1 user", ours, floor,
+            "the turn's floor (above)", compare_by="delta")
 
 
 def _our_token(event: str, data: str) -> bool:
