@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -149,27 +150,38 @@ def chat_calls(service, llm, users: list[User], stream: bool = False):
     return ours, post(direct, direct_body)
 
 
-def turn_round_trips(pool, redis: Redis, user: User, llm_call):
-    """What a JSON turn must do besides the LLM, done from here with the service's own functions: the session's
-    Redis GETEX, the limits (one script), the user's message (one statement), the LLM call (`llm_call`), the
-    answer (one statement), the slot's release. chat/send's time above this floor is its Python: server,
+class TurnRoundTrips:
+    """What a turn must do besides the LLM, done from here with the service's own functions: before the LLM,
+    the session's Redis GETEX, the limits (one script) and the user's message (one statement); after it, the
+    answer (one statement) and the slot's release. chat/send's time above this floor is its Python: server,
     middleware, FastAPI, validation, our code."""
-    session_key = KEY_PREFIX + hash_session_id(user.cookie["Cookie"].split("=", 1)[1])
 
-    async def call(http: aiohttp.ClientSession) -> None:
-        await redis.getex(session_key, ex=1800)
-        limiter = ChatLimiter(redis, user_id=user.id, rate=1_000_000, window_seconds=60, concurrency=1000)
-        slot = await limiter.acquire()
+    def __init__(self, pool, redis: Redis, user: User) -> None:
+        self.pool, self.redis, self.user = pool, redis, user
+        self.session_key = KEY_PREFIX + hash_session_id(user.cookie["Cookie"].split("=", 1)[1])
+        self.limiter = ChatLimiter(redis, user_id=user.id, rate=1_000_000, window_seconds=60, concurrency=1000)
+
+    async def before_llm(self):
+        await self.redis.getex(self.session_key, ex=1800)
+        slot = await self.limiter.acquire()
         cnvs_idt_id, user_message_id = str(uuid.uuid4()), str(uuid.uuid4())
-        await chat_repository.start_new_conversation(pool, cnvs_idt_id=cnvs_idt_id, user_id=user.id,
-                                                     title=conversation_title(PROMPT), msg_idt_id=user_message_id,
-                                                     content=PROMPT)
-        await llm_call(http)
-        await chat_repository.record_answer(pool, msg_idt_id=str(uuid.uuid4()), cnvs_idt_id=cnvs_idt_id,
-                                            user_msg_idt_id=user_message_id, content="answer", sources=None)
-        await limiter.release(slot)
+        await chat_repository.start_new_conversation(
+            self.pool, cnvs_idt_id=cnvs_idt_id, user_id=self.user.id, title=conversation_title(PROMPT),
+            msg_idt_id=user_message_id, content=PROMPT)
+        return slot, cnvs_idt_id, user_message_id
 
-    return call
+    async def after_llm(self, slot, cnvs_idt_id: str, user_message_id: str) -> None:
+        await chat_repository.record_answer(self.pool, msg_idt_id=str(uuid.uuid4()), cnvs_idt_id=cnvs_idt_id,
+                                            user_msg_idt_id=user_message_id, content="answer", sources=None)
+        await self.limiter.release(slot)
+
+    def around(self, llm_call):
+        async def call(http: aiohttp.ClientSession) -> None:
+            turn = await self.before_llm()
+            await llm_call(http)
+            await self.after_llm(*turn)
+
+        return call
 
 
 async def test_chat_send(service, llm, users, pool, redis_url, bench_report):
@@ -203,7 +215,7 @@ async def test_chat_send(service, llm, users, pool, redis_url, bench_report):
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
         ours, direct_call = chat_calls(service, llm, users["chat"][:1])
-        ours, floor, base = await compare(ours, turn_round_trips(pool, redis, users["chat"][0], direct_call),
+        ours, floor, base = await compare(ours, TurnRoundTrips(pool, redis, users["chat"][0]).around(direct_call),
                                           direct_call, count=300)
     finally:
         await redis.aclose()
@@ -224,7 +236,7 @@ def _llm_token(event: str, data: str) -> bool:
     return bool(choices and choices[0]["delta"].get("content"))
 
 
-async def test_chat_stream(service, llm, users, bench_report):
+async def test_chat_stream(service, llm, users, pool, redis_url, bench_report):
     send = f"{service.base_url}/api/v1/chat/send"
     direct = f"{llm.base_url}/v1/chat/completions"
     direct_body = {"model": "test-model", "messages": [{"role": "user", "content": PROMPT}], "stream": True,
@@ -254,6 +266,44 @@ async def test_chat_stream(service, llm, users, bench_report):
             f"chat/send stream, time per token, {who}, p50", per_token["ours"].p50, per_token["direct"].p50, "us",
             "the same LLM server streaming directly", "delta",
             details={"ours": per_token["ours"].as_json(), "baseline": per_token["direct"].as_json()}))
+
+    # Where the first token's time goes: the round trips a turn makes before the LLM is asked, from here.
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    trips = TurnRoundTrips(pool, redis, users["chat"][0])
+    measured = {"ours": StreamTimes(), "floor": StreamTimes(), "direct": StreamTimes()}
+    cookie = users["chat"][0].cookie
+
+    def floor(times: StreamTimes):
+        async def call(http: aiohttp.ClientSession) -> None:
+            started = time.perf_counter()
+            turn = await trips.before_llm()
+            before_ms = (time.perf_counter() - started) * 1000
+            await timed_stream(http, times, direct, direct_body, {}, _llm_token)
+            times.first_token_ms[-1] += before_ms  # timed from the start of the turn
+            await trips.after_llm(*turn)
+
+        return call
+
+    def calls(times: dict[str, StreamTimes]):
+        return (
+            lambda http: timed_stream(http, times["ours"], send, {"message": PROMPT, "stream": True}, cookie,
+                                      _our_token),
+            floor(times["floor"]),
+            lambda http: timed_stream(http, times["direct"], direct, direct_body, {}, _llm_token),
+        )
+
+    try:
+        warm = StreamTimes()
+        await compare(*calls({"ours": warm, "floor": warm, "direct": warm}), count=0, rounds=1)  # warm-up only
+        await compare(*calls(measured), count=120, warmup=0)
+    finally:
+        await redis.aclose()
+    first = {name: _stats(times.first_token_ms) for name, times in measured.items()}
+    latency(bench_report, "the first token's floor: the LLM streaming directly after the turn's 2 Redis and 1 SQL "
+            "round trips, 1 user", first["floor"], first["direct"], "the LLM server streaming directly",
+            compare_by="delta")
+    latency(bench_report, "chat/send stream, time to first token over its floor (the service's Python), 1 user",
+            first["ours"], first["floor"], "the first token's floor (above)", compare_by="delta")
 
 
 def _stats(samples: list[float]) -> Stats:
