@@ -171,28 +171,33 @@ class ChatService:
 
     async def _limited(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
         """`_run` within the user's limits (chat.limits; ChatLimited, 429, before anything is stored or asked):
-        the in-progress slot is held until the answer is stored or failed, for a stream until it closes."""
+        the in-progress slot is held until the LLM has answered (released while the answer is stored) or failed,
+        for a stream until it closes."""
         if self._limiter is None:
-            return await self._run(request, claim)
+            return await self._run(request, claim, release_slot=None)
         limiter = self._limiter
         slot = await limiter.acquire()
+
+        async def release_slot() -> None:
+            await limiter.release(slot)
+
         try:
-            outcome = await self._run(request, claim)
+            outcome = await self._run(request, claim, release_slot)
         except BaseException:
-            await _shielded(lambda: limiter.release(slot))
+            await _shielded(release_slot)  # again, if it was already: a no-op
             raise
         if isinstance(outcome, AnswerStream):
-            outcome.on_closed = lambda: limiter.release(slot)
-        else:
-            await _shielded(lambda: limiter.release(slot))
+            outcome.on_closed = release_slot
         return outcome
 
-    async def _run(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
+    async def _run(
+        self, request: ChatSendRequest, claim: Claim | None, release_slot: Callable[[], Awaitable[None]] | None
+    ) -> ChatSendResponse | AnswerStream:
         sources = await self._retrieve(request)  # before anything is stored: another's document is a 404
         turn = await self._start_turn(request, sources)
         if request.stream:
             return await self._open_answer_stream(turn, claim)
-        result = await self._answer(turn)
+        result = await self._answer(turn, release_slot)
         if claim is not None:
             await self._idempotency.finish(claim, result.model_dump(mode="json"))
         return result
@@ -237,7 +242,7 @@ class ChatService:
         prompt.append({"role": "user", "content": request.message})
         return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature, sources)
 
-    async def _answer(self, turn: Turn) -> ChatSendResponse:
+    async def _answer(self, turn: Turn, release_slot: Callable[[], Awaitable[None]] | None) -> ChatSendResponse:
         started = time.perf_counter()
         completion = await self._ask_llm(
             turn,
@@ -245,7 +250,12 @@ class ChatService:
             llm.complete(self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature),
         )
         self.observe_llm_since("ok", started)
-        return await self.record_answer(turn, completion.text, completion.usage)
+        storing = self.record_answer(turn, completion.text, completion.usage)
+        if release_slot is None:
+            return await storing
+        # The slot (Redis) is freed while the answer is stored (PostgreSQL): one round trip less to wait for.
+        answer, _ = await asyncio.gather(storing, _shielded(release_slot))
+        return answer
 
     async def _open_answer_stream(self, turn: Turn, claim: Claim | None) -> AnswerStream:
         started = time.perf_counter()
