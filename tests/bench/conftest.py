@@ -82,7 +82,10 @@ async def bench_database(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 def _start(name: str, env: dict[str, str], module: str) -> ServeProcess:
-    return start_serve({"PYTHONPATH": str(REPO_ROOT), **env}, LOG_DIR / name, module=module)
+    # This checkout's service first: the .venv's editable install points at the main checkout, and a bench run
+    # from a git worktree must measure the worktree's code.
+    path = os.pathsep.join(str(part) for part in (REPO_ROOT / "service", REPO_ROOT / "operator", REPO_ROOT))
+    return start_serve({"PYTHONPATH": path, **env}, LOG_DIR / name, module=module)
 
 
 @pytest.fixture(scope="session")

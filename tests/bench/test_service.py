@@ -9,15 +9,23 @@ asserted: the machine is shared and noisy, only same-run ratios mean anything).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import time
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
-from admin_api.chat.llm import build_llm_client
+from admin_api.auth.sessions import KEY_PREFIX, hash_session_id
+from admin_api.chat import llm as chat_llm
+from admin_api.chat import repository as chat_repository
+from admin_api.chat.limits import ChatLimiter
+from admin_api.chat.service import conversation_title
 from admin_api.history import repository
 from admin_api.settings import Settings
 from tests.bench import seed
@@ -147,7 +155,42 @@ def chat_calls(service, llm, users: list[User], stream: bool = False):
     return ours, post(direct, direct_body)
 
 
-async def test_chat_send(service, llm, users, bench_report):
+class TurnRoundTrips:
+    """What a turn must do besides the LLM, done from here with the service's own functions: before the LLM,
+    the session's Redis GETEX, the limits (one script) and the user's message (one statement); after it, the
+    answer (one statement) and, meanwhile, the slot's release. chat/send's time above this floor is its Python: server,
+    middleware, FastAPI, validation, our code."""
+
+    def __init__(self, pool, redis: Redis, user: User) -> None:
+        self.pool, self.redis, self.user = pool, redis, user
+        self.session_key = KEY_PREFIX + hash_session_id(user.cookie["Cookie"].split("=", 1)[1])
+        self.limiter = ChatLimiter(redis, user_id=user.id, rate=1_000_000, window_seconds=60, concurrency=1000)
+
+    async def before_llm(self):
+        await self.redis.getex(self.session_key, ex=1800)
+        slot = await self.limiter.acquire()
+        cnvs_idt_id, user_message_id = str(uuid.uuid4()), str(uuid.uuid4())
+        await chat_repository.start_new_conversation(
+            self.pool, cnvs_idt_id=cnvs_idt_id, user_id=self.user.id, title=conversation_title(PROMPT),
+            msg_idt_id=user_message_id, content=PROMPT)
+        return slot, cnvs_idt_id, user_message_id
+
+    async def after_llm(self, slot, cnvs_idt_id: str, user_message_id: str) -> None:
+        await asyncio.gather(  # as the service does: the slot is freed while the answer is stored
+            chat_repository.record_answer(self.pool, msg_idt_id=str(uuid.uuid4()), cnvs_idt_id=cnvs_idt_id,
+                                          user_msg_idt_id=user_message_id, content="answer", sources=None),
+            self.limiter.release(slot))
+
+    def around(self, llm_call):
+        async def call(http: aiohttp.ClientSession) -> None:
+            turn = await self.before_llm()
+            await llm_call(http)
+            await self.after_llm(*turn)
+
+        return call
+
+
+async def test_chat_send(service, llm, users, pool, redis_url, bench_report):
     direct = "the same LLM server called directly, same prompt"
     for concurrency, count in ((1, 200), (seed.CHAT_USERS, 500)):
         who = f"{concurrency} user" + ("s" if concurrency > 1 else "")
@@ -158,20 +201,34 @@ async def test_chat_send(service, llm, users, bench_report):
         if concurrency > 1:
             throughput(bench_report, f"chat/send JSON, {who}", ours, base, direct)
 
-    # Where part of the time goes: the LLM client the service uses (the openai SDK over httpx), called from here.
-    client = build_llm_client(Settings(database_url="postgresql+asyncpg://unused@localhost/unused",
+    # Where part of the time goes: the LLM client the service uses (chat/llm.py over aiohttp), called from here.
+    client = chat_llm.build_llm_client(Settings(database_url="postgresql+asyncpg://unused@localhost/unused",
                                        redis_url="redis://unused", llm_endpoint=f"{llm.base_url}/v1",
                                        llm_model="test-model"))
 
-    async def sdk_call(_http) -> None:
-        await client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": PROMPT}])
+    async def client_call(_http) -> None:
+        await chat_llm.complete(client, model="test-model", messages=[{"role": "user", "content": PROMPT}],
+                                temperature=None)
 
     try:
-        sdk, base = await compare(sdk_call, chat_calls(service, llm, users["chat"][:1])[1], count=200)
+        ours_client, base = await compare(client_call, chat_calls(service, llm, users["chat"][:1])[1], count=200)
     finally:
         await client.close()
-    latency(bench_report, "the service's LLM client (openai SDK), 1 user", sdk, base,
+    latency(bench_report, "the service's LLM client (chat/llm.py), 1 user", ours_client, base,
             "the same call with the load generator's client (aiohttp)", compare_by="delta")
+
+    # Where the rest goes: the turn's Redis and SQL round trips (its floor) against chat/send itself.
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        ours, direct_call = chat_calls(service, llm, users["chat"][:1])
+        ours, floor, base = await compare(ours, TurnRoundTrips(pool, redis, users["chat"][0]).around(direct_call),
+                                          direct_call, count=300)
+    finally:
+        await redis.aclose()
+    latency(bench_report, "the turn's floor: the LLM called directly + the turn's 3 Redis and 2 SQL round trips "
+            "(4 in a row), 1 user", floor, base, "the LLM server called directly", compare_by="delta")
+    latency(bench_report, "chat/send JSON over its floor (the service's Python), 1 user", ours, floor,
+            "the turn's floor (above)", compare_by="delta")
 
 
 def _our_token(event: str, data: str) -> bool:
@@ -185,7 +242,7 @@ def _llm_token(event: str, data: str) -> bool:
     return bool(choices and choices[0]["delta"].get("content"))
 
 
-async def test_chat_stream(service, llm, users, bench_report):
+async def test_chat_stream(service, llm, users, pool, redis_url, bench_report):
     send = f"{service.base_url}/api/v1/chat/send"
     direct = f"{llm.base_url}/v1/chat/completions"
     direct_body = {"model": "test-model", "messages": [{"role": "user", "content": PROMPT}], "stream": True,
@@ -215,6 +272,44 @@ async def test_chat_stream(service, llm, users, bench_report):
             f"chat/send stream, time per token, {who}, p50", per_token["ours"].p50, per_token["direct"].p50, "us",
             "the same LLM server streaming directly", "delta",
             details={"ours": per_token["ours"].as_json(), "baseline": per_token["direct"].as_json()}))
+
+    # Where the first token's time goes: the round trips a turn makes before the LLM is asked, from here.
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    trips = TurnRoundTrips(pool, redis, users["chat"][0])
+    measured = {"ours": StreamTimes(), "floor": StreamTimes(), "direct": StreamTimes()}
+    cookie = users["chat"][0].cookie
+
+    def floor(times: StreamTimes):
+        async def call(http: aiohttp.ClientSession) -> None:
+            started = time.perf_counter()
+            turn = await trips.before_llm()
+            before_ms = (time.perf_counter() - started) * 1000
+            await timed_stream(http, times, direct, direct_body, {}, _llm_token)
+            times.first_token_ms[-1] += before_ms  # timed from the start of the turn
+            await trips.after_llm(*turn)
+
+        return call
+
+    def calls(times: dict[str, StreamTimes]):
+        return (
+            lambda http: timed_stream(http, times["ours"], send, {"message": PROMPT, "stream": True}, cookie,
+                                      _our_token),
+            floor(times["floor"]),
+            lambda http: timed_stream(http, times["direct"], direct, direct_body, {}, _llm_token),
+        )
+
+    try:
+        warm = StreamTimes()
+        await compare(*calls({"ours": warm, "floor": warm, "direct": warm}), count=0, rounds=1)  # warm-up only
+        await compare(*calls(measured), count=120, warmup=0)
+    finally:
+        await redis.aclose()
+    first = {name: _stats(times.first_token_ms) for name, times in measured.items()}
+    latency(bench_report, "the first token's floor: the LLM streaming directly after the turn's 2 Redis and 1 SQL "
+            "round trips, 1 user", first["floor"], first["direct"], "the LLM server streaming directly",
+            compare_by="delta")
+    latency(bench_report, "chat/send stream, time to first token over its floor (the service's Python), 1 user",
+            first["ours"], first["floor"], "the first token's floor (above)", compare_by="delta")
 
 
 def _stats(samples: list[float]) -> Stats:

@@ -66,6 +66,7 @@ class Script:
     error_type: str = "server_error"
     break_after: int | None = None  # stream: drop the connection after this many content chunks
     error_chunk_after: int | None = None  # stream: send a vLLM-style `data: {"error": ...}` after N chunks
+    raw_answer: str | None = None  # a 200 whose body (JSON) or one event's data (stream) is this text, as it is
 
     def answer_for(self, request: RecordedRequest) -> str:
         return self.answer(request) if callable(self.answer) else self.answer
@@ -327,10 +328,23 @@ class OpenAIServer:
             body = _error_body(script.error_message, script.error_type, script.status)
             await _send_json(send, script.status, body)
             return
-        if record.stream:
+        if script.raw_answer is not None:
+            await self._raw_answer(script.raw_answer, record, send)
+        elif record.stream:
             await self._stream_completion(script, record, send)
         else:
             await _send_json(send, 200, _completion(record, script.answer_for(record)))
+
+    async def _raw_answer(self, raw: str, record: RecordedRequest, send: Callable) -> None:
+        if not record.stream:
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw.encode())).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": raw.encode(), "more_body": False})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for data in (json.dumps(_chunk("chatcmpl-raw", DEFAULT_MODEL, {"role": "assistant", "content": ""})), raw, "[DONE]"):
+            await send({"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _stream_completion(self, script: Script, record: RecordedRequest, send: Callable) -> None:
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -17,16 +17,25 @@ from redis.asyncio import Redis
 
 STALE_AFTER_SECONDS = 15 * 60  # longer than any send can run (the LLM timeout bounds it)
 
-# KEYS[1] in-progress set; ARGV: now, stale-before, limit, token, ttl. 1 if taken, 0 if full.
-_TAKE_SLOT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
+# One round trip for both limits. KEYS: the rate counter, the in-progress set. ARGV: rate, window TTL, now,
+# stale-before, concurrency, token, set TTL. 0: taken; 1: over the rate; 2: too many in progress (that send is
+# then not counted in the rate: refused sends do not use it up).
+_ACQUIRE = """
+local sends = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if sends > tonumber(ARGV[1]) then
+  return 1
 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  redis.call('DECR', KEYS[1])
+  return 2
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return 0
 """
+_TAKEN, _OVER_RATE = 0, 1
 
 
 class ChatLimited(Exception):
@@ -51,26 +60,23 @@ class ChatLimiter:
         self._rate = rate
         self._window = window_seconds
         self._concurrency = concurrency
+        self._acquire = redis.register_script(_ACQUIRE)  # EVALSHA: Redis keeps the script's text
 
     async def acquire(self) -> Slot:
         """Count one send and take an in-progress slot, or raise ChatLimited."""
         now = time.time()
         window_start = math.floor(now / self._window) * self._window
-        rate_key = f"chat-rate:{self._user_id}:{window_start}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(rate_key)
-            pipe.expire(rate_key, self._window + 1)
-            sends, _ = await pipe.execute()
-        if sends > self._rate:
-            raise ChatLimited("rate", math.ceil(window_start + self._window - now))
         slot = Slot(key=f"chat-in-progress:{self._user_id}", token=secrets.token_hex(8))
-        taken = await self._redis.eval(
-            _TAKE_SLOT, 1, slot.key, now, now - STALE_AFTER_SECONDS, self._concurrency, slot.token, STALE_AFTER_SECONDS
+        outcome = await self._acquire(
+            keys=[f"chat-rate:{self._user_id}:{window_start}", slot.key],
+            args=[self._rate, self._window + 1, now, now - STALE_AFTER_SECONDS, self._concurrency, slot.token,
+                  STALE_AFTER_SECONDS],
         )
-        if not taken:
-            await self._redis.decr(rate_key)  # refused sends do not use up the rate
-            raise ChatLimited("concurrency", 1)
-        return slot
+        if outcome == _TAKEN:
+            return slot
+        if outcome == _OVER_RATE:
+            raise ChatLimited("rate", math.ceil(window_start + self._window - now))
+        raise ChatLimited("concurrency", 1)
 
     async def release(self, slot: Slot) -> None:
         await self._redis.zrem(slot.key, slot.token)

@@ -26,10 +26,8 @@ from typing import Any, TypeVar
 
 import anyio
 import asyncpg
-import openai
 from redis.asyncio import Redis
 
-from admin_api import conversations
 from admin_api.chat import llm, repository
 from admin_api.chat.idempotency import Claim, IdempotencyStore, Replay, fingerprint
 from admin_api.chat.limits import ChatLimiter
@@ -81,6 +79,10 @@ class ReplayedAnswer:
 class ChatEvent:
     name: str  # start | sources | delta | end | error
     data: dict[str, Any]
+
+
+# Events that can be sent at once (one write): e.g. the deltas of the LLM's chunks that arrived together.
+EventBatch = list[ChatEvent]
 
 
 def conversation_title(message: str) -> str:
@@ -135,7 +137,7 @@ class ChatService:
         *,
         pool: asyncpg.Pool,
         redis: Redis,
-        llm_client: openai.AsyncOpenAI,
+        llm_client: llm.LLMClient,
         model: str,
         user_id: int,
         observe_llm: LLMLatencyObserver,
@@ -169,28 +171,33 @@ class ChatService:
 
     async def _limited(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
         """`_run` within the user's limits (chat.limits; ChatLimited, 429, before anything is stored or asked):
-        the in-progress slot is held until the answer is stored or failed, for a stream until it closes."""
+        the in-progress slot is held until the LLM has answered (released while the answer is stored) or failed,
+        for a stream until it closes."""
         if self._limiter is None:
-            return await self._run(request, claim)
+            return await self._run(request, claim, release_slot=None)
         limiter = self._limiter
         slot = await limiter.acquire()
+
+        async def release_slot() -> None:
+            await limiter.release(slot)
+
         try:
-            outcome = await self._run(request, claim)
+            outcome = await self._run(request, claim, release_slot)
         except BaseException:
-            await _shielded(lambda: limiter.release(slot))
+            await _shielded(release_slot)  # again, if it was already: a no-op
             raise
         if isinstance(outcome, AnswerStream):
-            outcome.on_closed = lambda: limiter.release(slot)
-        else:
-            await _shielded(lambda: limiter.release(slot))
+            outcome.on_closed = release_slot
         return outcome
 
-    async def _run(self, request: ChatSendRequest, claim: Claim | None) -> ChatSendResponse | AnswerStream:
+    async def _run(
+        self, request: ChatSendRequest, claim: Claim | None, release_slot: Callable[[], Awaitable[None]] | None
+    ) -> ChatSendResponse | AnswerStream:
         sources = await self._retrieve(request)  # before anything is stored: another's document is a 404
         turn = await self._start_turn(request, sources)
         if request.stream:
             return await self._open_answer_stream(turn, claim)
-        result = await self._answer(turn)
+        result = await self._answer(turn, release_slot)
         if claim is not None:
             await self._idempotency.finish(claim, result.model_dump(mode="json"))
         return result
@@ -204,37 +211,38 @@ class ChatService:
         return await self._retriever.retrieve(self._user_id, request.message, request.document_ids)
 
     async def _start_turn(self, request: ChatSendRequest, sources: list[Source] | None = None) -> Turn:
-        """Resolve or create the conversation and commit the user's message before the LLM is asked."""
+        """Resolve or create the conversation and commit the user's message before the LLM is asked (one
+        statement: chat.repository)."""
         user_message_id = str(uuid.uuid4())
-        async with self._pool.acquire() as conn, conn.transaction():
-            cnvs_idt_id = await self._conversation_for(conn, request)
-            history = await repository.recent_complete_messages(conn, cnvs_idt_id=cnvs_idt_id, limit=CONTEXT_MESSAGES)
-            await repository.add_message(
-                conn,
-                msg_idt_id=user_message_id,
+        if request.cnvs_idt_id:
+            cnvs_idt_id = request.cnvs_idt_id
+            started = await repository.continue_conversation(
+                self._pool,
                 cnvs_idt_id=cnvs_idt_id,
-                role=repository.ROLE_USER,
+                user_id=self._user_id,
+                msg_idt_id=user_message_id,
                 content=request.message,
-                status=repository.STATUS_FAILED,  # until its answer is stored (record_answer)
+                history_limit=CONTEXT_MESSAGES,
             )
-        prompt = [{"role": role, "content": content} for role, content in history]
+            if not started.found:
+                raise ConversationNotFound()
+        else:
+            cnvs_idt_id = str(uuid.uuid4())
+            started = await repository.start_new_conversation(
+                self._pool,
+                cnvs_idt_id=cnvs_idt_id,
+                user_id=self._user_id,
+                title=conversation_title(request.message),
+                msg_idt_id=user_message_id,
+                content=request.message,
+            )
+        prompt = [{"role": role, "content": content} for role, content in started.history]
         if sources is not None:
             prompt.append(context_message(sources))
         prompt.append({"role": "user", "content": request.message})
         return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature, sources)
 
-    async def _conversation_for(self, conn: asyncpg.Connection, request: ChatSendRequest) -> str:
-        if not request.cnvs_idt_id:
-            cnvs_idt_id = str(uuid.uuid4())
-            await repository.create_conversation(
-                conn, cnvs_idt_id=cnvs_idt_id, user_id=self._user_id, title=conversation_title(request.message)
-            )
-            return cnvs_idt_id
-        if await conversations.find_active(conn, request.cnvs_idt_id, self._user_id) is None:
-            raise ConversationNotFound()
-        return request.cnvs_idt_id
-
-    async def _answer(self, turn: Turn) -> ChatSendResponse:
+    async def _answer(self, turn: Turn, release_slot: Callable[[], Awaitable[None]] | None) -> ChatSendResponse:
         started = time.perf_counter()
         completion = await self._ask_llm(
             turn,
@@ -242,7 +250,12 @@ class ChatService:
             llm.complete(self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature),
         )
         self.observe_llm_since("ok", started)
-        return await self.record_answer(turn, completion.text, completion.usage)
+        storing = self.record_answer(turn, completion.text, completion.usage)
+        if release_slot is None:
+            return await storing
+        # The slot (Redis) is freed while the answer is stored (PostgreSQL): one round trip less to wait for.
+        answer, _ = await asyncio.gather(storing, _shielded(release_slot))
+        return answer
 
     async def _open_answer_stream(self, turn: Turn, claim: Claim | None) -> AnswerStream:
         started = time.perf_counter()
@@ -263,17 +276,14 @@ class ChatService:
             raise TurnFailed(error, turn) from error
 
     async def record_answer(self, turn: Turn, answer: str, usage: TokenUsage | None) -> ChatSendResponse:
-        async with self._pool.acquire() as conn, conn.transaction():
-            stored = await repository.add_message(
-                conn,
-                msg_idt_id=str(uuid.uuid4()),
-                cnvs_idt_id=turn.cnvs_idt_id,
-                role=repository.ROLE_ASSISTANT,
-                content=answer,
-                sources=[source.model_dump() for source in turn.sources] if turn.sources is not None else None,
-            )
-            await repository.mark_message_complete(conn, msg_idt_id=turn.user_message_id)
-            await repository.touch_conversation(conn, cnvs_idt_id=turn.cnvs_idt_id)
+        stored = await repository.record_answer(
+            self._pool,
+            msg_idt_id=str(uuid.uuid4()),
+            cnvs_idt_id=turn.cnvs_idt_id,
+            user_msg_idt_id=turn.user_message_id,
+            content=answer,
+            sources=[source.model_dump() for source in turn.sources] if turn.sources is not None else None,
+        )
         return ChatSendResponse(
             cnvs_idt_id=turn.cnvs_idt_id,
             user_message_id=turn.user_message_id,
@@ -318,7 +328,7 @@ class AnswerStream:
     """
 
     def __init__(
-        self, service: ChatService, turn: Turn, upstream: openai.AsyncStream, claim: Claim | None, started: float
+        self, service: ChatService, turn: Turn, upstream: llm.LLMStream, claim: Claim | None, started: float
     ) -> None:
         self.turn = turn
         self._service = service
@@ -327,33 +337,38 @@ class AnswerStream:
         self._started = started
         self._pieces: list[str] = []
         self._settled = False  # the outcome (answer or failure) was stored: abort() has nothing to do
-        self._events: AsyncIterator[ChatEvent] | None = None
+        self._events: AsyncIterator[EventBatch] | None = None
         self.on_closed: Callable[[], Awaitable[None]] | None = None  # run last by abort() (frees the send's slot)
 
-    def events(self) -> AsyncIterator[ChatEvent]:
+    def events(self) -> AsyncIterator[EventBatch]:
         self._events = self._generate()
         return self._events
 
-    async def _generate(self) -> AsyncIterator[ChatEvent]:
+    async def _generate(self) -> AsyncIterator[EventBatch]:
         turn = self.turn
-        yield ChatEvent("start", {"cnvs_idt_id": turn.cnvs_idt_id, "user_message_id": turn.user_message_id})
+        opening = [ChatEvent("start", {"cnvs_idt_id": turn.cnvs_idt_id, "user_message_id": turn.user_message_id})]
         if turn.sources is not None:  # before the first delta, so the client can show them as the answer arrives
-            yield ChatEvent("sources", {"sources": [source.model_dump() for source in turn.sources]})
+            opening.append(ChatEvent("sources", {"sources": [source.model_dump() for source in turn.sources]}))
+        yield opening
         usage: TokenUsage | None = None
         failure: llm.LLMError | None = None
         try:
-            async for piece in llm.stream_pieces(self._upstream):
-                if isinstance(piece, TokenUsage):
-                    usage = piece
-                    continue
-                self._pieces.append(piece)
-                yield ChatEvent("delta", {"content": piece})
+            async for arrived in llm.stream_pieces(self._upstream):
+                deltas: EventBatch = []
+                for piece in arrived:
+                    if isinstance(piece, TokenUsage):
+                        usage = piece
+                    else:
+                        self._pieces.append(piece)
+                        deltas.append(ChatEvent("delta", {"content": piece}))
+                if deltas:  # as soon as they arrived: never held back to wait for more
+                    yield deltas
         except llm.LLMError as error:
             failure = error
         self._settled = True
         if failure is not None:
             await _shielded(lambda: self._settle_failure(failure.outcome))
-            yield ChatEvent("error", self._error_data(failure))
+            yield [ChatEvent("error", self._error_data(failure))]
             return
         result: dict[str, Any] = {}
 
@@ -369,9 +384,9 @@ class AnswerStream:
         if not result:  # storing failed (logged): free the key for a retry and tell the client
             await _shielded(lambda: self._service.release_idempotent(self._claim))
             stored_nothing = "The answer could not be stored. Please try again."
-            yield ChatEvent("error", self._error_data(llm.LLMUnavailable(), stored_nothing))
+            yield [ChatEvent("error", self._error_data(llm.LLMUnavailable(), stored_nothing))]
             return
-        yield ChatEvent("end", _end_event_data(result))
+        yield [ChatEvent("end", _end_event_data(result))]
 
     def _error_data(self, error: llm.LLMError, detail: str | None = None) -> dict[str, Any]:
         return {

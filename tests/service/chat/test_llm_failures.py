@@ -144,3 +144,48 @@ async def test_a_shutdown_while_the_llm_has_not_answered_is_503_and_closes_the_l
     await openai_server.wait_until(lambda: openai_server.chat_requests[0].disconnected)
     metrics = (await user_client.get("/metrics")).text
     assert 'llm_request_duration_seconds_count{outcome="cancelled"} 1.0' in metrics
+
+
+UNREADABLE = ["not json", "[1, 2]"]  # bad JSON; JSON, but not a completion
+
+
+@pytest.mark.parametrize(
+    "raw_answer",
+    [*UNREADABLE, '{"choices": []}', '{"choices": [{"message": {"content": 42}}]}',
+     '{"choices": [{"message": {"content": "hi"}}], "usage": {"total_tokens": 1}}'],
+)
+async def test_a_completion_we_cannot_read_is_502(raw_answer, user_client, openai_server, db):
+    """What the LLM sends is checked as it is parsed: a body that is not an OpenAI completion (bad JSON, a wrong
+    shape or type, no choice, a usage without its counts) is the upstream's error, never a 500."""
+    openai_server.script(raw_answer=raw_answer)
+
+    response = await user_client.post(SEND, json={"message": "say something odd"})
+
+    body = assert_clear_failure(response, 502, "answered with an error")
+    await assert_user_message_kept(db, body, "say something odd")
+
+
+@pytest.mark.parametrize(
+    "raw_answer",
+    [*UNREADABLE, '{"choices": [{"delta": {"content": 42}}]}', '{"choices": [], "usage": {"total_tokens": 1}}'],
+)
+async def test_a_chunk_we_cannot_read_ends_the_stream_with_a_502_event(raw_answer, user_client, openai_server, db):
+    openai_server.script(raw_answer=raw_answer)
+
+    response = await user_client.post(SEND, json={"message": "say something odd", "stream": True})
+
+    events = parse_sse(response.text)
+    assert [event.name for event in events] == ["start", "error"]
+    assert events[-1].data["status"] == 502
+    messages = await stored_messages(db, events[0].data["cnvs_idt_id"])
+    assert [(m.role, m.content, m.status) for m in messages] == [("user", "say something odd", "failed")]
+
+
+async def test_an_error_event_in_the_stream_is_502(user_client, openai_server, db):
+    openai_server.script(raw_answer=f'{{"message": "{UPSTREAM_SECRET}"}}\n\nevent: error\ndata: {{}}')
+
+    response = await user_client.post(SEND, json={"message": "hi", "stream": True})
+
+    events = parse_sse(response.text)
+    assert [event.name for event in events] == ["start", "error"]
+    assert events[-1].data["status"] == 502 and UPSTREAM_SECRET not in response.text

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from admin_api.chat.llm import LLMClient
 from admin_api.chat.service import CONTEXT_MESSAGES, TITLE_MAX_CHARS
 from tests.service.chat.conftest import SEND, stored_messages
 
@@ -157,3 +158,29 @@ async def test_failed_turns_are_not_sent_as_context(user_client, openai_server):
         "Hello from the test LLM.",
         "three",
     ]
+
+
+@pytest.mark.parametrize("api_key", [None, "sk-test-key-9c1d"])
+async def test_the_llm_api_key_is_sent_as_a_bearer_token_when_configured(api_key, chat_client, openai_server):
+    async with chat_client(llm_api_key=api_key) as http:
+        assert (await http.post(SEND, json={"message": "hi"})).status_code == 200
+        assert (await http.post(SEND, json={"message": "hi", "stream": True})).status_code == 200
+
+    for request in openai_server.chat_requests:
+        assert request.headers.get("authorization") == (f"Bearer {api_key}" if api_key else None)
+
+
+def test_the_llm_is_reached_through_the_environment_s_proxy_unless_no_proxy(monkeypatch):
+    """HTTP_PROXY and NO_PROXY apply to the LLM as they did with the openai SDK (read once, not per request)."""
+
+    def proxy() -> str | None:
+        return LLMClient(endpoint="http://vllm:8000/v1", api_key=None, timeout_seconds=1,
+                         connect_timeout_seconds=1).proxy
+
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy() is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert proxy() == "http://proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "vllm")
+    assert proxy() is None
