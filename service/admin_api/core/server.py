@@ -29,10 +29,6 @@ TIMEOUT_RESPONSE = _refusal(b"408 Request Timeout", b'{"detail":"The request was
 HEADERS_TOO_LARGE_RESPONSE = _refusal(b"431 Request Header Fields Too Large", b'{"detail":"Request headers too large."}')
 
 
-class HeadersTooLarge(Exception):
-    pass
-
-
 class Phase(enum.Enum):
     HEADERS = "headers"  # waiting for (the rest of) a request's headers
     BODY = "body"  # headers in, the body still coming
@@ -47,8 +43,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
         self._phase = Phase.HEADERS
-        self._header_bytes = self._parsed_header_bytes = 0
-        self._headers_too_large = False
+        self._header_bytes = 0  # received of the current request's headers, before this packet
         super().connection_made(transport)
         self._arm(self.header_timeout)
 
@@ -56,14 +51,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase is Phase.IDLE:  # the first bytes of the next request
             self._phase = Phase.HEADERS
         before = self._phase
+        if before is Phase.HEADERS and self._header_bytes + len(data) > self.max_header_bytes:
+            # Only here can the headers pass the limit: where do they end in this packet?
+            end = data.find(b"\r\n\r\n")
+            if self._header_bytes + (len(data) if end < 0 else end + 4) > self.max_header_bytes:
+                return self._refuse(HEADERS_TOO_LARGE_RESPONSE)
         super().data_received(data)  # the parser's callbacks below move the phase on
         after = self._phase
         if after is Phase.HEADERS:
             if self._deadline is None:
                 self._arm(self.header_timeout)
             self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._refuse(HEADERS_TOO_LARGE_RESPONSE)
         elif after is Phase.BODY and before is not Phase.BODY:
             self._arm(self.body_timeout)
         elif after is Phase.IDLE:
@@ -72,29 +70,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = Phase.HEADERS
-        self._header_bytes = self._parsed_header_bytes = 0
-
-    # Headers that arrive whole in one packet are counted as the parser hands them over; one that keeps
-    # growing (the parser buffers it until its end) by the bytes received while the headers are incomplete.
-    def on_url(self, url: bytes) -> None:
-        self._count_parsed(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_parsed(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def _count_parsed(self, size: int) -> None:
-        self._parsed_header_bytes += size
-        if self._parsed_header_bytes > self.max_header_bytes:
-            self._headers_too_large = True
-            raise HeadersTooLarge  # stops the parser; uvicorn answers its errors with send_400_response
-
-    def send_400_response(self, msg: str) -> None:
-        if self._headers_too_large:
-            self._refuse(HEADERS_TOO_LARGE_RESPONSE)
-        else:
-            super().send_400_response(msg)
+        self._header_bytes = 0
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
