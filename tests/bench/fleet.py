@@ -80,6 +80,9 @@ class KwokCluster:
         policy = self.workdir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
         settings["options"].update(kubeAuditPolicy=str(policy), disableQPSLimits=True)
+        # Room for 2,000+ Services (the API server's default range, a /24, holds 254).
+        settings["componentsPatches"] = [{"name": "kube-apiserver", "extraArgs": [
+            {"key": "service-cluster-ip-range", "value": "10.96.0.0/16"}]}]
         (self.workdir / "kwokctl.yaml").write_text(yaml.safe_dump(settings))
         created = subprocess.run(
             [cluster_binary("kwokctl"), "create", "cluster", "--name", self.name, "--kubeconfig=", "--timeout", "5m",
