@@ -81,7 +81,10 @@ def cluster() -> KwokCluster:
     try:
         kwok.start()
         kwok.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        kwok.kubectl("wait", "crd", f"{PLURAL}.{GROUP}", "--for=condition=Established", "--timeout=60s")
+        # Polled: `kubectl wait` fails outright while the CRD has no conditions yet.
+        wait_for(lambda: "True" in kwok.kubectl(
+            "get", "crd", f"{PLURAL}.{GROUP}", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+            check=False).stdout, timeout=60, interval=0.5, what="the AdminApi CRD to be established")
         namespaces = names("op") + names("hand")
         kwok.kubectl("apply", "-f", "-", input=_list([{"apiVersion": "v1", "kind": "Namespace",
                                                       "metadata": {"name": ns}} for ns in namespaces]))
