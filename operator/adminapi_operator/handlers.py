@@ -3,11 +3,15 @@
 Every trigger ends in the same level-based `Reconciler.reconcile` for one AdminApi, under a per-instance
 lock (Kopf serialises handlers per object, but owned-object events arrive on other objects):
 - AdminApi created, resumed after an operator restart, its spec changed, or the retry annotation set;
-- an owned Deployment, Service, PodDisruptionBudget or Job changed or was deleted (drift, rollout progress);
+- an owned Deployment, Service, PodDisruptionBudget or Job changed or was deleted (drift, rollout progress):
+  through our queue, EVENT_DELAY_SECONDS later, so that the burst of events one step makes (a Deployment's
+  status moves with every pod) is one reconcile of the instance, not one per event;
 - our own queue (`Requeue`): a step under way is polled, a reconcile that met an API error is retried in
-  seconds (whatever triggered it: an owned-object event is never dropped), and every instance is resynced
-  RESYNC_SECONDS after its last reconcile, which bounds how long any missed event can leave it wrong. Each
-  reconcile's answer replaces the instance's earlier one: the latest reconcile saw the latest state.
+  seconds (whatever triggered it: an owned-object event is never dropped), and an instance that is not at rest
+  (its pods still coming, say) is resynced RESYNC_SECONDS after its last reconcile. An instance at rest (its
+  Deployment runs its template on every replica, or its spec cannot work) is not looked at again until a watch
+  event says something of it changed: a fleet at rest sends no request at all. Each reconcile's answer
+  replaces the instance's earlier one: the latest reconcile saw the latest state.
 No Kopf timers or daemons, so Kopf adds no finalizer: deleting an AdminApi never waits for the operator, and
 ownerReferences let Kubernetes' garbage collector remove what it owned. Handlers never raise to make Kopf
 poll, so Kopf writes nothing on the AdminApi while a long step runs.
@@ -30,37 +34,66 @@ from .kube import Kube, load_api_client
 from .reconcile import RETRY_ANNOTATION, Reconciler
 
 OWNED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
-RESYNC_SECONDS = 60.0
+RESYNC_SECONDS = 60.0  # an instance not at rest, when nothing else brings it back sooner
+AT_REST = float("inf")  # come back on a watch event only
 RETRY_SECONDS = 5.0
+EVENT_DELAY_SECONDS = 1.0  # owned-object events of one instance within this window make one reconcile
+QUEUE_WORKERS = 8  # instances reconciled at once by the queue (each under its own lock); as Kopf's max_workers
 CONFLICT_RETRIES = 2  # a 409 means our read was stale, not that the server is busy: read again at once
 Key = tuple[str, str]
 
 
 class Requeue:
-    """A delay queue of instances, served by one thread: a key is due once, at the time last asked for it."""
+    """A delay queue of instances, served by `workers` threads: a key is due once, at the time last asked for it
+    (or, with `soon`, at the earlier of that and its current time), and taken by one worker at a time."""
 
-    def __init__(self, work: Callable[[Key], None]):
+    def __init__(self, work: Callable[[Key], None], workers: int = 1):
         self._work = work  # reconciles one key, and asks (`after`) to come back
         self._due: dict[Key, float] = {}
+        self._asked: dict[Key, float] = {}  # when the key's due time was last asked for
         self._heap: list[tuple[float, Key]] = []
         self._cv = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="adminapi-requeue", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"adminapi-requeue-{i}", daemon=True)
+                         for i in range(workers)]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         with self._cv:
             self._stopped = True
             self._cv.notify_all()
 
+    def _set(self, key: Key, at: float) -> None:
+        self._due[key], self._asked[key] = at, time.monotonic()
+        heapq.heappush(self._heap, (at, key))
+        self._cv.notify_all()
+
     def after(self, key: Key, seconds: float) -> None:
+        with self._cv:
+            self._set(key, time.monotonic() + seconds)
+
+    def soon(self, key: Key, seconds: float) -> None:
+        """Due within `seconds`: never later than it already was (a burst of events is one reconcile)."""
         at = time.monotonic() + seconds
         with self._cv:
-            self._due[key] = at
-            heapq.heappush(self._heap, (at, key))
-            self._cv.notify_all()
+            if self._due.get(key, float("inf")) > at:
+                self._set(key, at)
+
+    def answer(self, key: Key, seconds: float | None, started: float) -> None:
+        """A reconcile that started at `started` (monotonic) says when to come back (None: not unless asked).
+        It replaces what was asked before it started; what was asked since (an event it may not have seen) stays."""
+        with self._cv:
+            if key in self._due and self._asked[key] >= started:
+                if seconds is not None:
+                    self.soon(key, seconds)
+                return
+            if seconds is None:
+                self._due.pop(key, None)
+            else:
+                self._set(key, time.monotonic() + seconds)
 
     def forget(self, key: Key) -> None:
         with self._cv:
@@ -105,7 +138,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 8
     memo.reconciler = Reconciler(Kube(load_api_client()), check_health=check_endpoints)
     memo.locks = {}
-    memo.requeue = Requeue(lambda key: _reconcile_and_requeue(*key, memo, logging.getLogger(__name__)))
+    memo.requeue = Requeue(lambda key: _reconcile_and_requeue(*key, memo, logging.getLogger(__name__)),
+                           workers=QUEUE_WORKERS)
     memo.requeue.start()
 
 
@@ -116,8 +150,9 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> float | None:
-    """Reconcile one instance now; returns when to come back (None: it is gone). Never raises an API error:
-    a busy or unreachable API server is tried again in seconds, not after Kopf's default minute."""
+    """Reconcile one instance now; returns when to come back (None: it is gone; AT_REST: on a watch event only).
+    Never raises an API error: a busy or unreachable API server is tried again in seconds, not after Kopf's
+    default minute."""
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             # Kopf's body may lag behind our own status writes: always decide on the latest object.
@@ -138,7 +173,9 @@ def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logge
             return RETRY_SECONDS
     for event in outcome.events:
         logger.info("%s: %s", event.reason, event.message)
-    return outcome.waiting.delay if outcome.waiting else RESYNC_SECONDS
+    if outcome.waiting:
+        return outcome.waiting.delay
+    return AT_REST if outcome.at_rest else RESYNC_SECONDS
 
 
 def _reconcile_and_requeue(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
@@ -147,12 +184,13 @@ def _reconcile_and_requeue(namespace: str, name: str, memo: kopf.Memo, logger: l
     not outlive the successful reconcile after it (an instance at rest is not reconciled again for nothing)."""
     key = (namespace, name)
     with memo.locks.setdefault(key, threading.Lock()):
+        started = time.monotonic()
         delay = _reconcile(namespace, name, memo, logger)
         if delay is None:
-            memo.requeue.forget(key)
+            memo.requeue.answer(key, None, started)
             memo.locks.pop(key, None)
-        else:
-            memo.requeue.after(key, delay)
+        else:  # at rest: an earlier poll or retry is void, only an event brings it back
+            memo.requeue.answer(key, None if delay == AT_REST else delay, started)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -174,7 +212,7 @@ def _owner_of(body: kopf.Body) -> tuple[str, str] | None:
 @kopf.on.event("", "v1", "services", labels=OWNED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-def owned_object_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def owned_object_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = _owner_of(body)
     if owner is not None:
-        _reconcile_and_requeue(*owner, memo, logger)
+        memo.requeue.soon(owner, EVENT_DELAY_SECONDS)

@@ -78,6 +78,9 @@ class Outcome:
 
     events: list[Event] = field(default_factory=list)
     waiting: Waiting | None = None  # a step is under way: call again after waiting.delay
+    # Nothing under way and nothing to wait for: the Deployment runs its template on every replica (or the spec
+    # cannot work). Only a change can make it wrong, and every change is a watch event: no need to look again.
+    at_rest: bool = False
 
 
 def job_state(job: dict[str, Any] | None) -> str | None:
@@ -143,10 +146,12 @@ class Reconciler:
                 self._event(inst, "Warning", "InvalidSpec", str(e))
             self._write(inst, {**workload_status(Progress.of(None), generation, invalid=str(e)),
                                "observedGeneration": generation})
+            outcome.at_rest = True  # waits for a spec change
             return outcome
 
         inst = Instance(body, owner, spec, raw, status, generation, body["metadata"]["resourceVersion"], outcome)
         if self._refused_before(inst):
+            outcome.at_rest = True
             return outcome  # asking again would get the same answer: only a new spec (or a retry) changes it
         desired = builders.pod_template(owner.name, spec)
         desired_hash = builders.template_hash(desired)
@@ -178,6 +183,7 @@ class Reconciler:
         if inst.retry_requested:
             update["retryToken"] = inst.retry_token
         self._write(inst, update)
+        inst.outcome.at_rest = True
 
     def _dispatch(self, inst: Instance, desired: dict[str, Any], desired_hash: str) -> bool:
         """One decision on what this instance needs; True when an attempt ended and the next call may start one."""
@@ -258,6 +264,7 @@ class Reconciler:
             self._event(inst, "Warning", "ProgressDeadlineExceeded", update["message"])
         self._say_config_error(inst, progress)
         self._write(inst, update)
+        inst.outcome.at_rest = progress.complete and _deployment_hash(deployment) == desired_hash
 
     def _hold(self, inst: Instance, last_good: dict[str, Any], desired_hash: str) -> None:
         """The spec asks for a template that failed: keep running the last good one until it changes (or a retry)."""
@@ -275,6 +282,7 @@ class Reconciler:
         self._write(inst, {**workload_status(progress, inst.generation, held=(outcome, why)),
                            **_replica_fields(progress), "currentImage": _image(deployment),
                            "templateHash": desired_hash, "observedGeneration": inst.generation})
+        inst.outcome.at_rest = progress.complete
 
     def _say_config_error(self, inst: Instance, progress: Progress) -> None:
         """No gate waits on these pods: one the kubelet cannot configure gets a Warning Event as soon as it is

@@ -20,6 +20,7 @@ from .test_reconciler import BASE, NAME
 def memo(monkeypatch):
     monkeypatch.setattr(handlers, "RETRY_SECONDS", 0.1)
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 0.3)
+    monkeypatch.setattr(handlers, "EVENT_DELAY_SECONDS", 0.05)
     kube = FakeKube()
     kube.create_adminapi(NAME, BASE)
     memo = kopf.Memo(reconciler=Reconciler(kube, check_health=lambda url, paths: None, clock=lambda: kube.now),
@@ -35,18 +36,16 @@ def _service_event_body(kube: FakeKube) -> dict:
         {"apiVersion": "aistreams.io/v1alpha1", "kind": "AdminApi", "name": NAME, "uid": "u"}]}}
 
 
-def test_an_owned_object_event_that_meets_an_api_error_is_retried(memo):
+def test_an_owned_object_event_that_meets_an_api_error_is_retried(memo, monkeypatch):
     """Issue 9: a 409/429/5xx on an owned-object event was dropped and nothing resynced: a deleted Service
     stayed deleted."""
     kube = memo.reconciler.kube
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)  # no resync: only the retry may bring it back
     handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
-    memo.requeue.stop()  # no resync: only the retry may bring it back
-    memo.requeue = handlers.Requeue(lambda key: handlers._reconcile(*key, memo, logging.getLogger()) and None)
-    memo.requeue.start()
     kube.delete("v1", "Service", NAME)
     kube.fail("patch", "Service", status=429)
     handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
-    assert kube.get("v1", "Service", "ns", NAME) is None  # the event itself failed
+    wait_for(lambda: ("patch", "Service", 429) in kube.failures(), timeout=10, what="the event's reconcile failing")
     wait_for(lambda: kube.objects.get(("v1", "Service", "ns", NAME)), timeout=10, what="the Service re-created")
 
 
@@ -87,7 +86,61 @@ def test_a_retry_does_not_outlive_the_successful_reconcile_after_it(memo, monkey
     handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
     assert not (kube.adminapi(NAME).get("status") or {}).get("phase")  # it asked to come back in RETRY_SECONDS
     handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
-    assert kube.adminapi(NAME)["status"].get("phase")
+    wait_for(lambda: (kube.adminapi(NAME).get("status") or {}).get("phase"), timeout=10, what="the event's reconcile")
+    time.sleep(0.2)  # its answer is given
     reads = _adminapi_reads(kube)
     time.sleep(0.5)
     assert _adminapi_reads(kube) == reads
+
+
+def test_an_instance_at_rest_sends_nothing_until_a_watch_event_says_it_changed(memo, monkeypatch):
+    """Issue 13: every instance was resynced every minute (5 reads each), 5,000 requests a minute for a fleet of
+    1,000 at rest. At rest (the Deployment runs its template everywhere), only a watch event brings it back."""
+    kube = memo.reconciler.kube
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)  # only this test's calls, while the pods come
+    for _ in range(30):
+        handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+        if kube.adminapi(NAME)["status"].get("phase") == "Ready":
+            break
+        kube.tick()
+    assert kube.adminapi(NAME)["status"]["phase"] == "Ready"
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 0.1)
+    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    at_rest = len(kube.requests)
+    time.sleep(1)  # ten resync periods of an instance that is not at rest
+    assert len(kube.requests) == at_rest
+
+    kube.delete("v1", "Service", NAME)  # the watch says so: an owned-object event
+    handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+    wait_for(lambda: kube.get("v1", "Service", "ns", NAME), timeout=10, what="the Service put back")
+
+
+def test_an_instance_whose_pods_are_still_coming_is_resynced(memo, monkeypatch):
+    """Not at rest: a pod the kubelet cannot configure shows in no watched object, only the resync sees it."""
+    kube = memo.reconciler.kube
+    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    assert kube.adminapi(NAME)["status"]["phase"] != "Ready"
+    before = len(kube.requests)
+    wait_for(lambda: len(kube.requests) > before, timeout=5, what="a resync of the instance that is not at rest")
+
+
+def test_a_burst_of_events_is_one_reconcile_and_an_event_during_a_reconcile_is_not_lost(memo, monkeypatch):
+    """Issue 13: every owned-object event was a reconcile of its own (a Deployment's status moves with each
+    pod): 19 reconciles of each instance per rollout. Events within EVENT_DELAY_SECONDS are one; an event that
+    comes while the instance is being reconciled brings another reconcile, whatever the first one answers."""
+    kube = memo.reconciler.kube
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
+    monkeypatch.setattr(handlers, "EVENT_DELAY_SECONDS", 0.3)
+    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    reads = _adminapi_reads(kube)
+    for _ in range(20):
+        handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+    time.sleep(1)
+    assert _adminapi_reads(kube) == reads + 1
+
+    key = ("ns", NAME)
+    with memo.locks[key]:  # a reconcile under way (it started before the event)
+        started = time.monotonic()
+        handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+        memo.requeue.answer(key, None, started)  # it found the instance at rest
+    wait_for(lambda: _adminapi_reads(kube) == reads + 2, timeout=5, what="the event's own reconcile")
