@@ -260,12 +260,15 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
 
     cpu0, t0 = children_cpu(), time.monotonic()
 
+    def rollout_status_by_hand(ns: str) -> None:
+        cluster.kubectl("-n", ns, "rollout", "status", "deployment", "-l", "app.kubernetes.io/managed-by=hand",
+                        f"--timeout={READY_TIMEOUT:.0f}s", timeout=READY_TIMEOUT + 60)
+
     def create_by_hand(i: int) -> None:
         ns = names("hand")[i]
         cluster.kubectl("apply", "-f", "-", input=_list(hand_objects(ns, uids[ns], counts[i], OLD)))
         timed("applied", t0)
-        cluster.kubectl("-n", ns, "rollout", "status", "deployment", "-l", "app.kubernetes.io/managed-by=hand",
-                        f"--timeout={READY_TIMEOUT:.0f}s", timeout=READY_TIMEOUT + 60)
+        rollout_status_by_hand(ns)
         timed("rolled out", t0)
     in_parallel(create_by_hand)
     hand_create, hand_create_steps, hand_create_cpu = time.monotonic() - t0, dict(hand_done), children_cpu() - cpu0
@@ -284,8 +287,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
                             "--for=condition=Complete", f"--timeout={READY_TIMEOUT:.0f}s", timeout=READY_TIMEOUT + 60)
             timed(f"{component} Jobs complete", t0)
         cluster.kubectl("apply", "-f", "-", input=_list(deployments))
-        cluster.kubectl("-n", ns, "rollout", "status", "deployment", "-l", "app.kubernetes.io/managed-by=hand",
-                        f"--timeout={READY_TIMEOUT:.0f}s", timeout=READY_TIMEOUT + 60)
+        rollout_status_by_hand(ns)
         timed("rolled out", t0)
     in_parallel(change_by_hand)
     hand_change, hand_change_steps, hand_change_cpu = time.monotonic() - t0, dict(hand_done), children_cpu() - cpu0
