@@ -25,14 +25,7 @@ from admin_api.core.deps import MetricsDep
 from admin_api.core.docs import install_docs
 from admin_api.core.errors import install_exception_handlers
 from admin_api.core.metrics import Metrics
-from admin_api.core.middleware import (
-    BodyLimitMiddleware,
-    CsrfMiddleware,
-    ErrorBoundaryMiddleware,
-    HeadAsGetMiddleware,
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
-)
+from admin_api.core.middleware import RequestContextMiddleware, RequestGuardMiddleware
 from admin_api.core.redis import create_redis
 from admin_api.core.resources import Resources
 from admin_api.documents.router import PATH as DOCUMENTS_PATH
@@ -149,15 +142,13 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     ]
     return [
         Middleware(RequestContextMiddleware, metrics=metrics),
-        Middleware(SecurityHeadersMiddleware),
         *(cors if settings.cors_origins else []),
-        Middleware(ErrorBoundaryMiddleware),
         Middleware(
-            BodyLimitMiddleware,
+            RequestGuardMiddleware,
             max_bytes=settings.max_body_bytes,
             # The file may be MAX_UPLOAD_BYTES; the multipart framing around it a little more.
             limits_by_path={DOCUMENTS_PATH: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+            allowed_origins=settings.cors_origins,
+            multipart_paths=[DOCUMENTS_PATH],
         ),
-        Middleware(CsrfMiddleware, allowed_origins=settings.cors_origins, multipart_paths=[DOCUMENTS_PATH]),
-        Middleware(HeadAsGetMiddleware),
     ]

@@ -1,13 +1,16 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming responses).
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming responses), in two layers: each
+layer a request crosses costs every request (measured on /health/live, six layers cost a quarter of the service's
+time in-process), so concerns that sit next to each other in the stack share one.
 
 The stack, outermost first (see main.build_middleware):
-    RequestContextMiddleware   request id in and out, request log line, HTTP metrics
-    SecurityHeadersMiddleware  the guide's security headers on every response, no-store on the API
+    RequestContextMiddleware   request id in and out, the guide's security headers (no-store on the API), request
+                               log line, HTTP metrics
     CORSMiddleware             Starlette's, only for CORS_ORIGINS, with credentials
-    ErrorBoundaryMiddleware    anything unhandled becomes a JSON 503/500, never a trace
-    BodyLimitMiddleware        413 for bodies over MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES), declared or streamed
-    CsrfMiddleware             cross-site writes 403, non-JSON write bodies 415 (but multipart to the upload route)
-    HeadAsGetMiddleware        HEAD answered as GET without the body
+    RequestGuardMiddleware     in this order:
+        error boundary         anything unhandled becomes a JSON 503/500, never a trace
+        body limit             413 for bodies over MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES), declared or streamed
+        CSRF                   cross-site writes 403, non-JSON write bodies 415 (but multipart to the upload route)
+        HEAD                   answered as GET without the body
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ SECURITY_HEADERS = {
 # As ASGI raw headers, encoded once: these run on every response.
 HEADER_DEFAULTS = tuple((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items())
 NO_STORE_DEFAULTS = (*HEADER_DEFAULTS, (b"cache-control", b"no-store"))
+DEFAULT_NAMES = frozenset(name for name, _ in NO_STORE_DEFAULTS)
 
 
 def _raw_header(scope: Scope, name: bytes) -> str | None:
@@ -69,12 +73,14 @@ class TrackedSend:
 
 
 class RequestContextMiddleware:
-    """Gives each request an id (the client's X-Request-ID when it is sane), logs one line per
-    request and records the HTTP metrics by route template."""
+    """Gives each request an id (the client's X-Request-ID when it is sane), adds the deployment guide's security
+    headers to every response (kept where a route set its own) and `Cache-Control: no-store` on API and health
+    responses, logs one line per request and records the HTTP metrics by route template."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, no_store_prefixes: Iterable[str] = ("/api/", "/health")) -> None:
         self.app = app
         self.metrics = metrics
+        self.no_store_prefixes = tuple(no_store_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,19 +89,27 @@ class RequestContextMiddleware:
         incoming = _raw_header(scope, b"x-request-id")
         request_id = incoming if incoming and REQUEST_ID_PATTERN.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
+        defaults = NO_STORE_DEFAULTS if scope["path"].startswith(self.no_store_prefixes) else HEADER_DEFAULTS
         request_id_header = (b"x-request-id", request_id.encode())
         status = 500
         started = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                if present.isdisjoint(DEFAULT_NAMES):
+                    headers += defaults
+                else:  # a route set its own (the page's CSP): it wins
+                    headers += [header for header in defaults if header[0] not in present]
+                headers.append(request_id_header)
+                message["headers"] = headers
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
             self._record(scope, status, elapsed)
@@ -123,43 +137,58 @@ class RequestContextMiddleware:
         )
 
 
-class SecurityHeadersMiddleware:
-    """The deployment guide's security headers on every response (kept if a route set its own),
-    and `Cache-Control: no-store` on API and health responses."""
+class RequestBodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit. An HTTPException so FastAPI's body
+    reader lets it through (it wraps other exceptions into a 400) and answers it as JSON."""
 
-    def __init__(self, app: ASGIApp, no_store_prefixes: Iterable[str] = ("/api/", "/health")) -> None:
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="Request body too large.")
+
+
+class RequestGuardMiddleware:
+    """What the routes must never see, and what they must never show.
+
+    - Error boundary: an exception that escaped the routes becomes JSON, 503 when a backing service (PostgreSQL,
+      Redis) is unreachable, 500 otherwise. The trace goes to the log, never to the client.
+    - Body limit: 413 when Content-Length says the body is too large (before reading it), or when a body without a
+      length (chunked) grows past the limit while the app reads it. `limits_by_path`: other limits for exact paths
+      (the document upload).
+    - CSRF: cookie-authenticated writes must come from our own site or an allowed origin, as JSON. Browsers send
+      `Origin` (and `Sec-Fetch-Site`) on every cross-site write; an HTML form or a "simple" fetch from another site
+      cannot send `application/json` without a CORS preflight, which CORSMiddleware only grants to CORS_ORIGINS.
+      Clients that send neither header (curl, the guide's smoke tests, server-to-server) are not browsers and
+      cannot carry a victim's cookie: allowed. `multipart_paths` (the document upload) take multipart/form-data
+      instead (the route checks it), which an HTML form can send cross-site: there the origin check refuses it.
+    - HEAD wherever GET exists (RFC 9110 asks for it; FastAPI routes only list GET): the GET route runs and its
+      headers are sent, its body is not.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        allowed_origins: Iterable[str],
+        limits_by_path: Mapping[str, int] | None = None,
+        api_prefix: str = "/api/",
+        multipart_paths: Iterable[str] = (),
+    ) -> None:
         self.app = app
-        self.no_store_prefixes = tuple(no_store_prefixes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        defaults = NO_STORE_DEFAULTS if scope["path"].startswith(self.no_store_prefixes) else HEADER_DEFAULTS
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers += [header for header in defaults if header[0] not in present]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class ErrorBoundaryMiddleware:
-    """Turns an exception that escaped the routes into JSON: 503 when a backing service (PostgreSQL,
-    Redis) is unreachable, 500 otherwise. The trace goes to the log, never to the client."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        self.max_bytes = max_bytes
+        self.limits_by_path = dict(limits_by_path or {})
+        self.allowed_origins = frozenset(allowed_origins)
+        self.api_prefix = api_prefix
+        self.multipart_paths = frozenset(multipart_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracked)
+            await self._guarded(scope, receive, tracked)
+        except RequestBodyTooLarge:
+            if tracked.response_started:
+                raise
+            await _json_error(413, "Request body too large.", scope, receive, send)
         except Exception as exc:
             if tracked.response_started:  # too late for an error status; let the server close the connection
                 raise
@@ -171,28 +200,7 @@ class ErrorBoundaryMiddleware:
                 response = internal_error_response()
             await response(scope, receive, send)
 
-
-class RequestBodyTooLarge(HTTPException):
-    """Raised from `receive` when a streamed body passes the limit. An HTTPException so FastAPI's body
-    reader lets it through (it wraps other exceptions into a 400) and answers it as JSON."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=413, detail="Request body too large.")
-
-
-class BodyLimitMiddleware:
-    """413 when Content-Length says the body is too large (before reading it), or when a body
-    without a length (chunked) grows past the limit while the app reads it. `limits_by_path`: other
-    limits for exact paths (the document upload)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, limits_by_path: Mapping[str, int] | None = None) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.limits_by_path = dict(limits_by_path or {})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         max_bytes = self.limits_by_path.get(scope["path"], self.max_bytes)
         declared = _raw_header(scope, b"content-length")
         if declared is not None:
@@ -200,66 +208,29 @@ class BodyLimitMiddleware:
                 return await _json_error(400, "Invalid Content-Length.", scope, receive, send)
             if int(declared) > max_bytes:
                 return await _json_error(413, "Request body too large.", scope, receive, send)
-        if _raw_header(scope, b"transfer-encoding") is None:
-            # No body, or one of the declared length, which the server never exceeds: nothing to count.
-            return await self.app(scope, receive, send)
+        if _raw_header(scope, b"transfer-encoding") is not None:
+            # A body without a declared length: counted as the app reads it. One of the declared length the server
+            # never exceeds: nothing to count.
+            receive = _limited(receive, max_bytes)
 
-        received = 0
-        tracked = TrackedSend(send)
+        method = scope["method"]
+        if method in UNSAFE_METHODS and scope["path"].startswith(self.api_prefix):
+            refusal = self._csrf_refusal(scope)
+            if refusal is not None:
+                return await _json_error(*refusal, scope, receive, send)
+        elif method == "HEAD":
+            return await _head_as_get(self.app, scope, receive, send)
+        await self.app(scope, receive, send)
 
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    raise RequestBodyTooLarge()
-            return message
-
-        try:
-            await self.app(scope, receive_limited, tracked)
-        except RequestBodyTooLarge:
-            if tracked.response_started:
-                raise
-            await _json_error(413, "Request body too large.", scope, receive, send)
-
-
-class CsrfMiddleware:
-    """Cookie-authenticated writes must come from our own site or an allowed origin, as JSON.
-
-    Browsers send `Origin` (and `Sec-Fetch-Site`) on every cross-site write; an HTML form or a
-    "simple" fetch from another site cannot send `application/json` without a CORS preflight, which
-    CORSMiddleware only grants to CORS_ORIGINS. Clients that send neither header (curl, the guide's
-    smoke tests, server-to-server) are not browsers and cannot carry a victim's cookie: allowed.
-    `multipart_paths` (the document upload) take multipart/form-data instead (the route checks it), which
-    an HTML form can send cross-site: there the origin check above is what refuses it.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        allowed_origins: Iterable[str],
-        path_prefix: str = "/api/",
-        multipart_paths: Iterable[str] = (),
-    ) -> None:
-        self.app = app
-        self.allowed_origins = frozenset(allowed_origins)
-        self.path_prefix = path_prefix
-        self.multipart_paths = frozenset(multipart_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
-            return await self.app(scope, receive, send)
-        if not scope["path"].startswith(self.path_prefix):
-            return await self.app(scope, receive, send)
+    def _csrf_refusal(self, scope: Scope) -> tuple[int, str] | None:
         headers = Headers(scope=scope)
         if not self._same_or_allowed_site(headers):
-            return await _json_error(403, "Cross-site request refused.", scope, receive, send)
+            return 403, "Cross-site request refused."
         if scope["path"] in self.multipart_paths:
-            pass  # the route checks for multipart itself, after the session (401 first)
-        elif _has_body(headers) and not _is_json(headers.get("content-type")):
-            return await _json_error(415, "Request body must be application/json.", scope, receive, send)
-        await self.app(scope, receive, send)
+            return None  # the route checks for multipart itself, after the session (401 first)
+        if _has_body(headers) and not _is_json(headers.get("content-type")):
+            return 415, "Request body must be application/json."
+        return None
 
     def _same_or_allowed_site(self, headers: Headers) -> bool:
         origin = headers.get("origin")
@@ -270,6 +241,38 @@ class CsrfMiddleware:
             return origin != "null" and urlsplit(origin).netloc == headers.get("host")
         # No Origin: only a browser's own say-so can mark it cross-site.
         return headers.get("sec-fetch-site") not in {"cross-site", "same-site"}
+
+
+def _limited(receive: Receive, max_bytes: int) -> Receive:
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise RequestBodyTooLarge()
+        return message
+
+    return receive_limited
+
+
+async def _head_as_get(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    as_get = {**scope, "method": "GET"}
+
+    async def send_headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    try:
+        await app(as_get, receive, send_headers_only)
+    finally:
+        if "route" in as_get:  # for the request log and metrics, which read the outer scope
+            scope["route"] = as_get["route"]
 
 
 def _has_body(headers: Headers) -> bool:
@@ -288,29 +291,3 @@ def _is_json(content_type: str | None) -> bool:
 
 async def _json_error(status: int, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
     await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
-
-
-class HeadAsGetMiddleware:
-    """HEAD wherever GET exists (RFC 9110 asks for it; FastAPI routes only list GET): the GET route runs and
-    its headers are sent, its body is not."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            return await self.app(scope, receive, send)
-        as_get = {**scope, "method": "GET"}
-
-        async def send_headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if message.get("more_body", False):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
-
-        try:
-            await self.app(as_get, receive, send_headers_only)
-        finally:
-            if "route" in as_get:  # for the request log and metrics, which read the outer scope
-                scope["route"] = as_get["route"]
