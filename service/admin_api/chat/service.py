@@ -153,8 +153,9 @@ async def _asked_while_stored(asking: Awaitable[T], storing: Awaitable[Any]) -> 
     """`asking`'s outcome once `storing` has committed. If storing fails (or this is cancelled), the LLM call is
     cancelled, or the stream it opened closed, and storing's error raised: the LLM's own outcome is dropped."""
     asked = asyncio.ensure_future(asking)
+    stored = asyncio.ensure_future(storing)  # a task too: the LLM's request, the longer wait, is sent first
     try:
-        await storing
+        await stored
     except BaseException:
         asked.cancel()
         with anyio.CancelScope(shield=True):
