@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
+from admin_api.chat import llm
 from tests.service.chat.conftest import SEND, answer_of, parse_sse, stored_messages
 
 ANSWER = "Streaming works one piece at a time."
@@ -105,3 +107,19 @@ async def test_a_server_shutdown_ends_open_streams_with_an_error_event(app, user
     messages = await stored_messages(db, events[0].data["cnvs_idt_id"])
     assert [(m.role, m.status) for m in messages] == [("user", "failed"), ("assistant", "failed")]
     assert messages[1].content == answer_of(events)
+
+
+async def test_the_first_text_is_passed_on_alone_then_what_arrived_with_it_together():
+    """The first token is not held back while the chunks that came in the same read are parsed."""
+
+    def chunk(content: str | None) -> bytes:
+        return json.dumps({"choices": [{"delta": {} if content is None else {"content": content}}]}).encode()
+
+    class Arrived:  # an LLMStream whose body came in one read
+        async def events(self):
+            yield [chunk(""), chunk("one"), chunk(" two"), chunk(" three"), chunk(None)]
+            yield [chunk(" four")]
+
+    batches = [pieces async for pieces in llm.stream_pieces(Arrived())]
+
+    assert batches == [["one"], [" two", " three"], [" four"]]
