@@ -292,9 +292,20 @@ async def open_stream(
 
 async def stream_pieces(stream: LLMStream) -> AsyncIterator[list[str | TokenUsage]]:
     """The answer's text pieces, and the usage when the server reports it (last chunk), in lists of those that
-    arrived together."""
+    arrived together; the first text alone, as soon as it is read, not after all that came with it."""
+    said = False
     try:
         async for payloads in stream.events():
+            while payloads and not said:
+                pieces, failure = _pieces_of(payloads[:1])
+                payloads = payloads[1:]
+                if pieces:
+                    said = any(isinstance(piece, str) for piece in pieces)
+                    yield pieces
+                if failure is not None:
+                    raise failure
+            if not payloads:
+                continue
             pieces, failure = _pieces_of(payloads)
             if pieces:  # those before a bad chunk are part of the answer
                 yield pieces

@@ -207,10 +207,11 @@ class ChatEventStreamResponse(StreamingResponse):
                     stopped_by.append(name)
                     group.cancel_scope.cancel()
 
-                group.start_soon(run_until, "complete", lambda: self.stream_response(tracked))
                 group.start_soon(run_until, "disconnect", lambda: self.listen_for_disconnect(receive))
                 if self._shutting_down is not None:
                     group.start_soon(run_until, "shutdown", self._shutting_down.wait)
+                # In this task, as Starlette does: a task of its own would wait a loop iteration to send a byte.
+                await run_until("complete", lambda: self.stream_response(tracked))
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()  # finalize the generators now, not at garbage collection

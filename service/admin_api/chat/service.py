@@ -12,6 +12,10 @@ Stored states of a turn (CNVS_MSG."STTS_CD"):
 - the server began to shut down before the LLM answered (LLMCancelled, 503): as when the LLM failed; an open
   stream then ends like one whose client went away (chat.router.ChatEventStreamResponse).
 Only 'complete' messages are sent to the LLM as context, so a failed turn never confuses later answers.
+
+The first message of a new conversation is stored while the LLM is asked (its prompt needs no history): nothing
+of the LLM's is used, nor a failure of it recorded, before that message is committed; if storing it fails, the
+LLM request is closed and the send fails as if the LLM had never been asked.
 """
 
 from __future__ import annotations
@@ -131,6 +135,37 @@ async def _unless_shutting_down(call: Awaitable[T], shutting_down: asyncio.Event
     return call_task.result()
 
 
+def _turn(
+    request: ChatSendRequest,
+    cnvs_idt_id: str,
+    user_message_id: str,
+    sources: list[Source] | None,
+    history: list[dict[str, str]],
+) -> Turn:
+    prompt = history
+    if sources is not None:
+        prompt.append(context_message(sources))
+    prompt.append({"role": "user", "content": request.message})
+    return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature, sources)
+
+
+async def _asked_while_stored(asking: Awaitable[T], storing: Awaitable[Any]) -> T:
+    """`asking`'s outcome once `storing` has committed. If storing fails (or this is cancelled), the LLM call is
+    cancelled, or the stream it opened closed, and storing's error raised: the LLM's own outcome is dropped."""
+    asked = asyncio.ensure_future(asking)
+    stored = asyncio.ensure_future(storing)  # a task too: the LLM's request, the longer wait, is sent first
+    try:
+        await stored
+    except BaseException:
+        asked.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait((asked,))
+        if not asked.cancelled() and asked.exception() is None and isinstance(asked.result(), llm.LLMStream):
+            await _shielded(asked.result().close)
+        raise
+    return await asked
+
+
 class ChatService:
     def __init__(
         self,
@@ -194,10 +229,13 @@ class ChatService:
         self, request: ChatSendRequest, claim: Claim | None, release_slot: Callable[[], Awaitable[None]] | None
     ) -> ChatSendResponse | AnswerStream:
         sources = await self._retrieve(request)  # before anything is stored: another's document is a 404
-        turn = await self._start_turn(request, sources)
+        if request.cnvs_idt_id:  # its prompt holds the history the statement reads: stored before the LLM is asked
+            turn, storing = await self._start_turn(request, sources), None
+        else:
+            turn, storing = self._start_new_conversation(request, sources)
         if request.stream:
-            return await self._open_answer_stream(turn, claim)
-        result = await self._answer(turn, release_slot)
+            return await self._open_answer_stream(turn, claim, storing)
+        result = await self._answer(turn, release_slot, storing)
         if claim is not None:
             await self._idempotency.finish(claim, result.model_dump(mode="json"))
         return result
@@ -211,65 +249,74 @@ class ChatService:
         return await self._retriever.retrieve(self._user_id, request.message, request.document_ids)
 
     async def _start_turn(self, request: ChatSendRequest, sources: list[Source] | None = None) -> Turn:
-        """Resolve or create the conversation and commit the user's message before the LLM is asked (one
-        statement: chat.repository)."""
+        """In the user's conversation: commit the user's message and read the recent history (one statement:
+        chat.repository), before the LLM is asked."""
         user_message_id = str(uuid.uuid4())
-        if request.cnvs_idt_id:
-            cnvs_idt_id = request.cnvs_idt_id
-            started = await repository.continue_conversation(
-                self._pool,
-                cnvs_idt_id=cnvs_idt_id,
-                user_id=self._user_id,
-                msg_idt_id=user_message_id,
-                content=request.message,
-                history_limit=CONTEXT_MESSAGES,
-            )
-            if not started.found:
-                raise ConversationNotFound()
-        else:
-            cnvs_idt_id = str(uuid.uuid4())
-            started = await repository.start_new_conversation(
-                self._pool,
-                cnvs_idt_id=cnvs_idt_id,
-                user_id=self._user_id,
-                title=conversation_title(request.message),
-                msg_idt_id=user_message_id,
-                content=request.message,
-            )
-        prompt = [{"role": role, "content": content} for role, content in started.history]
-        if sources is not None:
-            prompt.append(context_message(sources))
-        prompt.append({"role": "user", "content": request.message})
-        return Turn(cnvs_idt_id, user_message_id, prompt, request.temperature, sources)
+        started = await repository.continue_conversation(
+            self._pool,
+            cnvs_idt_id=request.cnvs_idt_id,
+            user_id=self._user_id,
+            msg_idt_id=user_message_id,
+            content=request.message,
+            history_limit=CONTEXT_MESSAGES,
+        )
+        if not started.found:
+            raise ConversationNotFound()
+        history = [{"role": role, "content": content} for role, content in started.history]
+        return _turn(request, request.cnvs_idt_id, user_message_id, sources, history)
 
-    async def _answer(self, turn: Turn, release_slot: Callable[[], Awaitable[None]] | None) -> ChatSendResponse:
+    def _start_new_conversation(
+        self, request: ChatSendRequest, sources: list[Source] | None
+    ) -> tuple[Turn, Awaitable[Any]]:
+        """A new conversation's turn, and the statement that stores it (with its user message): to be awaited
+        while the LLM is asked (`_ask_llm`)."""
+        turn = _turn(request, str(uuid.uuid4()), str(uuid.uuid4()), sources, history=[])
+        storing = repository.start_new_conversation(
+            self._pool,
+            cnvs_idt_id=turn.cnvs_idt_id,
+            user_id=self._user_id,
+            title=conversation_title(request.message),
+            msg_idt_id=turn.user_message_id,
+            content=request.message,
+        )
+        return turn, storing
+
+    async def _answer(
+        self, turn: Turn, release_slot: Callable[[], Awaitable[None]] | None, storing: Awaitable[Any] | None
+    ) -> ChatSendResponse:
         started = time.perf_counter()
         completion = await self._ask_llm(
             turn,
             started,
             llm.complete(self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature),
+            storing,
         )
         self.observe_llm_since("ok", started)
-        storing = self.record_answer(turn, completion.text, completion.usage)
+        recording = self.record_answer(turn, completion.text, completion.usage)
         if release_slot is None:
-            return await storing
+            return await recording
         # The slot (Redis) is freed while the answer is stored (PostgreSQL): one round trip less to wait for.
-        answer, _ = await asyncio.gather(storing, _shielded(release_slot))
+        answer, _ = await asyncio.gather(recording, _shielded(release_slot))
         return answer
 
-    async def _open_answer_stream(self, turn: Turn, claim: Claim | None) -> AnswerStream:
+    async def _open_answer_stream(
+        self, turn: Turn, claim: Claim | None, storing: Awaitable[Any] | None
+    ) -> AnswerStream:
         started = time.perf_counter()
         upstream = await self._ask_llm(
             turn,
             started,
             llm.open_stream(self._llm, model=self._model, messages=turn.prompt, temperature=turn.temperature),
+            storing,
         )
         return AnswerStream(self, turn, upstream, claim, started)
 
-    async def _ask_llm(self, turn: Turn, started: float, call: Awaitable[T]) -> T:
-        """Await an LLM call; if it fails (or the server shuts down first), store the turn as failed."""
+    async def _ask_llm(self, turn: Turn, started: float, call: Awaitable[T], storing: Awaitable[Any] | None) -> T:
+        """Await an LLM call (while `storing` the turn's user message, if it is not yet); if the call fails (or
+        the server shuts down first), store the turn as failed."""
+        asking = _unless_shutting_down(call, self._shutting_down)
         try:
-            return await _unless_shutting_down(call, self._shutting_down)
+            return await (asking if storing is None else _asked_while_stored(asking, storing))
         except llm.LLMError as error:
             self.observe_llm_since(error.outcome, started)
             await _shielded(lambda: self.record_failed_turn(turn, partial_answer=""))

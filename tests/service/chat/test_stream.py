@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import pytest
+
+from admin_api.chat import llm
 from tests.service.chat.conftest import SEND, answer_of, parse_sse, stored_messages
 
 ANSWER = "Streaming works one piece at a time."
@@ -48,18 +52,34 @@ async def test_stream_continues_an_existing_conversation(user_client, openai_ser
     assert [m["content"] for m in openai_server.chat_requests[-1].messages] == ["one", first["answer"], "two"]
 
 
-async def test_user_message_is_committed_before_the_llm_is_asked(user_client, openai_server, db):
+USER_MESSAGES_SQL = """
+SELECT m."MSG_CN", m."STTS_CD" FROM "CNVS_MSG" m JOIN "USR_CNVS_SMRY" c USING ("CNVS_IDT_ID")
+WHERE c."USR_ID" = $1 AND m."ROLE_CD" = 'user' ORDER BY m."MSG_ID"
+"""
+
+
+@pytest.mark.parametrize("new_conversation", [True, False])
+async def test_user_message_is_committed_while_the_llm_has_not_answered(
+    new_conversation, user_client, openai_server, db
+):
+    body = {"message": "are you stored?", "stream": True}
+    earlier = []
+    if not new_conversation:  # in a conversation, stored before the LLM is asked (the same statement reads its history)
+        first = (await user_client.post(SEND, json={"message": "one"})).json()
+        body["cnvs_idt_id"] = first["cnvs_idt_id"]
+        earlier = [("one", "complete")]
     openai_server.script(hold=True)
-    sending = asyncio.create_task(user_client.post(SEND, json={"message": "are you stored?", "stream": True}))
+    sending = asyncio.create_task(user_client.post(SEND, json=body))
     try:
-        await openai_server.wait_for_requests(1)
-        stored = await db.fetch(
-            'SELECT m."MSG_CN", m."STTS_CD" FROM "CNVS_MSG" m JOIN "USR_CNVS_SMRY" c USING ("CNVS_IDT_ID") '
-            'WHERE c."USR_ID" = $1',
-            user_client.user.id,
-        )
+        await openai_server.wait_for_requests(len(earlier) + 1)
+        expected = [*earlier, ("are you stored?", "failed")]
+        for _ in range(500):  # a new conversation's first message is stored while the LLM is asked
+            stored = [tuple(row) for row in await db.fetch(USER_MESSAGES_SQL, user_client.user.id)]
+            if stored == expected or not new_conversation:
+                break
+            await asyncio.sleep(0.01)
         # Stored, but not answered yet: it becomes 'complete' (context for later turns) with its answer only.
-        assert [tuple(row) for row in stored] == [("are you stored?", "failed")]
+        assert stored == expected
     finally:
         openai_server.release()
     assert (await sending).status_code == 200
@@ -68,7 +88,7 @@ async def test_user_message_is_committed_before_the_llm_is_asked(user_client, op
         'WHERE c."USR_ID" = $1 ORDER BY m."MSG_ID"',
         user_client.user.id,
     )
-    assert [tuple(row) for row in statuses] == [("user", "complete"), ("assistant", "complete")]
+    assert [tuple(row) for row in statuses][-2:] == [("user", "complete"), ("assistant", "complete")]
 
 
 async def test_a_server_shutdown_ends_open_streams_with_an_error_event(app, user_client, openai_server, db):
@@ -87,3 +107,19 @@ async def test_a_server_shutdown_ends_open_streams_with_an_error_event(app, user
     messages = await stored_messages(db, events[0].data["cnvs_idt_id"])
     assert [(m.role, m.status) for m in messages] == [("user", "failed"), ("assistant", "failed")]
     assert messages[1].content == answer_of(events)
+
+
+async def test_the_first_text_is_passed_on_alone_then_what_arrived_with_it_together():
+    """The first token is not held back while the chunks that came in the same read are parsed."""
+
+    def chunk(content: str | None) -> bytes:
+        return json.dumps({"choices": [{"delta": {} if content is None else {"content": content}}]}).encode()
+
+    class Arrived:  # an LLMStream whose body came in one read
+        async def events(self):
+            yield [chunk(""), chunk("one"), chunk(" two"), chunk(" three"), chunk(None)]
+            yield [chunk(" four")]
+
+    batches = [pieces async for pieces in llm.stream_pieces(Arrived())]
+
+    assert batches == [["one"], [" two", " three"], [" four"]]
