@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
+import json
 import secrets
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
 
-from . import FIELD_MANAGER, GROUP, KIND, VERSION
+from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 
 
 def load_api_client() -> kubernetes.client.ApiClient:
@@ -23,34 +22,51 @@ def load_api_client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient()
 
 
+# The resources we touch, by (apiVersion, kind): their plural names are fixed, so no discovery request is needed.
+PLURALS = {
+    ("v1", "Service"): "services", ("v1", "Pod"): "pods", ("v1", "Secret"): "secrets", ("v1", "Event"): "events",
+    ("apps/v1", "Deployment"): "deployments", ("batch/v1", "Job"): "jobs",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets", (f"{GROUP}/{VERSION}", KIND): PLURAL,
+}
+
+
+def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{path}/{name}" if name else path
+
+
 class Kube:
+    """REST calls through the official client's ApiClient (its configuration, credentials, TLS and errors), with
+    JSON in and out as plain dicts: no model objects built and converted back for every answer."""
+
     def __init__(self, api_client: kubernetes.client.ApiClient, request_timeout: float = 30.0):
         self._api_client = api_client
         self._timeout = request_timeout
 
-    @functools.cached_property
-    def _dynamic(self) -> DynamicClient:
-        # Built on first use, not at start-up: its discovery calls may fail while the API server is away.
-        return DynamicClient(self._api_client)
-
-    def _resource(self, api_version: str, kind: str):
-        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+    def _call(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None,
+              content_type: str = "application/json") -> dict[str, Any]:
+        client = self._api_client
+        method, url, headers, body, _ = client.param_serialize(
+            method, path, query_params=list((query or {}).items()),
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body, auth_settings=["BearerToken"])
+        response = client.call_api(method, url, header_params=headers, body=body, _request_timeout=self._timeout)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=data.decode("utf-8", "replace"), data=None)
+        return json.loads(data)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply under our field manager; we own the fields we set, and take them back."""
-        result = self._resource(obj["apiVersion"], obj["kind"]).server_side_apply(
-            body=obj,
-            namespace=obj["metadata"].get("namespace"),
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-            _request_timeout=self._timeout,
-        )
-        return result.to_dict()
+        meta = obj["metadata"]
+        return self._call("PATCH", _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
+                          query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+                          content_type="application/apply-patch+yaml")
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._resource(api_version, kind).get(
-                name=name, namespace=namespace, _request_timeout=self._timeout).to_dict()
+            return self._call("GET", _path(api_version, kind, namespace, name))
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -58,9 +74,7 @@ class Kube:
 
     def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        result = self._resource(api_version, kind).get(
-            namespace=namespace, label_selector=selector, _request_timeout=self._timeout)
-        return [item.to_dict() for item in result.items]
+        return self._call("GET", _path(api_version, kind, namespace), query={"labelSelector": selector})["items"]
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str,
                    key: str | None = None) -> None:
@@ -82,7 +96,7 @@ class Kube:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         try:
-            self._resource("v1", "Event").create(body=event, namespace=meta["namespace"], _request_timeout=self._timeout)
+            self._call("POST", _path("v1", "Event", meta["namespace"]), body=event)
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -90,8 +104,7 @@ class Kube:
     def create_if_absent(self, obj: dict[str, Any]) -> bool:
         """Create once and never overwrite (for generated secrets). True if this call created it."""
         try:
-            self._resource(obj["apiVersion"], obj["kind"]).create(
-                body=obj, namespace=obj["metadata"]["namespace"], _request_timeout=self._timeout)
+            self._call("POST", _path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"]), body=obj)
             return True
         except ApiException as e:
             if e.status == 409:  # AlreadyExists: someone (maybe our previous run) made it
@@ -118,7 +131,6 @@ class Kube:
                 ops.append({"op": "add", "path": path, "value": value})
             elif key in present:
                 ops.append({"op": "remove", "path": path})
-        result = self._resource(f"{GROUP}/{VERSION}", KIND).status.patch(
-            body=ops, name=name, namespace=namespace,
-            content_type="application/json-patch+json", _request_timeout=self._timeout)
-        return result.metadata.resourceVersion
+        result = self._call("PATCH", _path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status", body=ops,
+                            content_type="application/json-patch+json")
+        return result["metadata"]["resourceVersion"]
