@@ -24,6 +24,7 @@ from .builders import Owner
 from .kube import Kube
 from .rollout import Event as On, Outcome as Result, Step, attempt_id, decide, first_step
 from .spec import AdminApiSpec, InvalidSpec
+from .watched import Watched
 from .status import CONFIG_ERROR, Progress, merge_conditions, step_status, workload_status
 
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
@@ -35,6 +36,12 @@ REFUSED = "the Kubernetes API refused"  # how a status message says the spec pro
 # the kubelet says) before the gate fails: the kubelet retries, and a Secret created a moment after the spec
 # (one `kubectl apply` of a directory, in any order) ends it. Past that, rollout.timeoutSeconds would only wait.
 CONFIG_ERROR_GRACE = datetime.timedelta(seconds=15)
+# How soon a step under way is looked at again. What a watched object shows (a Job ending, a Deployment's pods
+# becoming available, its progress deadline) brings the instance back at once through its watch event: the poll
+# is only a safety net. What no watch shows (a pod the kubelet cannot configure, a health check, pods going
+# away, a deadline of ours) is polled.
+POLL_SECONDS = 2.0
+WATCHED_POLL_SECONDS = 30.0
 
 
 def permanent(e: ApiException) -> bool:
@@ -60,7 +67,7 @@ def api_message(e: ApiException) -> str:
 class Waiting(Exception):
     """A step is under way; call again after `delay` seconds."""
 
-    def __init__(self, message: str, delay: float = 2.0):
+    def __init__(self, message: str, delay: float = POLL_SECONDS):
         super().__init__(message)
         self.delay = delay
 
@@ -104,6 +111,8 @@ class Instance:
     resource_version: str
     outcome: Outcome
     pending: dict[str, Any] = field(default_factory=dict)  # status fields to write with the next step
+    # When to look again at a step under way (a step's action may lower it); read at each reconcile.
+    poll: float = field(default_factory=lambda: WATCHED_POLL_SECONDS)
 
     @property
     def spec_changed(self) -> bool:
@@ -121,8 +130,9 @@ class Instance:
 
 class Reconciler:
     def __init__(self, kube: Kube, check_health: HealthCheck,
-                 clock: Callable[[], datetime.datetime] | None = None):
+                 clock: Callable[[], datetime.datetime] | None = None, watched: Watched | None = None):
         self.kube = kube
+        self.watched = watched or Watched()  # fed by the watches of owned objects (handlers.py)
         self.check_health = check_health
         self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
 
@@ -217,8 +227,14 @@ class Reconciler:
             if self.kube.create_if_absent(secret):
                 self._event(inst, "Normal", "SecretCreated", f"generated the first admin's credentials in Secret {name}")
             self._write(inst, {"bootstrapSecret": name})
-        self._apply(inst, builders.service(owner, spec))
-        self._apply(inst, builders.pod_disruption_budget(owner, spec))
+        self._keep(inst, builders.service(owner, spec))
+        self._keep(inst, builders.pod_disruption_budget(owner, spec))
+
+    def _keep(self, inst: Instance, desired: dict[str, Any]) -> None:
+        """`_apply` a supporting object, unless the watch shows it unchanged since it was last found as desired."""
+        desired = builders.with_applied_hash(desired)
+        if not self.watched.unchanged(desired):
+            self.watched.found(self._apply(inst, desired))
 
     def _apply(self, inst: Instance, desired: dict[str, Any]) -> dict[str, Any]:
         """Apply `desired` unless the live object already is what the server would store; tell drift from updates."""
@@ -341,7 +357,7 @@ class Reconciler:
                 event, detail = self._act(inst, attempt, step, desired, last_good)
                 nxt = decide(step, event, restore)
             if nxt == step:
-                raise Waiting(detail or f"{step.value} is under way")
+                raise Waiting(detail or f"{step.value} is under way", inst.poll)
             if isinstance(nxt, Result):
                 self._finish(inst, attempt, nxt, detail or _why(nxt, event, attempt), desired, desired_hash)
                 return True
@@ -392,6 +408,7 @@ class Reconciler:
             # Neither version may write while the database goes back in time: every pod gone, as listed.
             progress = self._observe(inst, self._deployment(inst, last_good["template"], replicas=0))
             if progress.pods:
+                inst.poll = POLL_SECONDS  # pods are not watched
                 return On.RUNNING, f"waiting for {progress.pods} pods of the instance to be gone before the restore"
             round_ = int(attempt.get("restoreRound") or 1)
             job = builders.restore_job(owner, spec, last_good["image"], aid, attempt["backupLocation"], settings, round_)
@@ -431,6 +448,10 @@ class Reconciler:
         elif progress.config_error:
             failure = f"a pod of the new template cannot be configured: {progress.config_error}"
         if self.clock() < deadline and not progress.deadline_exceeded and not lasting:
+            # A health check or a pod's configuration is not watched; otherwise the Deployment's events bring
+            # the instance back, and the poll only has to meet the deadline.
+            until_deadline = (deadline - self.clock()).total_seconds()
+            inst.poll = POLL_SECONDS if failure else min(WATCHED_POLL_SECONDS, max(until_deadline, POLL_SECONDS))
             self._write(inst, {**_replica_fields(progress), "rollout": attempt})
             return On.RUNNING, f"verifying {spec.image}: {failure or progress.describe()}"
         reason = failure or f"not available within {spec.rollout_timeout_seconds}s ({progress.describe()})"

@@ -195,7 +195,8 @@ class FakeKube:
     def create_adminapi(self, name: str, spec: dict[str, Any], namespace: str = "ns",
                         annotations: dict[str, str] | None = None) -> None:
         obj = {"apiVersion": ADMINAPI, "kind": KIND, "metadata": {"name": name, "namespace": namespace,
-                                                                   "annotations": annotations or {}}, "spec": spec}
+                                                                   "annotations": annotations or {}},
+               "spec": copy.deepcopy(spec)}  # the caller's dict (a module's BASE) is never changed by patch_spec
         self._defaults(obj)
         self._store((ADMINAPI, KIND, namespace, name), obj)
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from adminapi_operator import reconcile
 from adminapi_operator.reconcile import CONFIG_ERROR_GRACE, RETRY_ANNOTATION, Reconciler
 
 from .fake_kube import FAIL, NOT_READY, FakeKube
@@ -625,3 +626,27 @@ def test_a_rollout_recorded_before_attempts_existed_is_superseded_by_an_attempt(
     status = h.run(lambda s: s.get("lastGoodImage") == B and h.at_rest(s))
     assert [o for _, o in h.outcomes()][:2] == ["Succeeded", "Superseded"]
     assert len(h.jobs("backup")) == 1
+
+
+def test_a_step_the_watches_show_is_polled_seldom_and_what_they_cannot_show_often():
+    """Issue 13: every step under way was polled every 2 s, a fleet's image change was mostly polls. A Job
+    running or pods coming show in watched objects (their events bring the instance back): polled every 30 s,
+    and a rollout's deadline is still met. A pod that cannot be configured shows in no watched object: 2 s."""
+    h = Harness({"rollout": {"timeoutSeconds": 20}})
+    h.ready()
+    h.kube.job_seconds = 100.0
+    h.kube.patch_spec(NAME, {"image": B})
+    outcome = h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME))
+    assert h.status["phase"] == "BackingUp" and outcome.waiting.delay == reconcile.WATCHED_POLL_SECONDS
+
+    h.kube.job_seconds = 0.0
+    h.run(lambda s: s.get("phase") == "Verifying")
+    outcome = h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME))
+    assert 0 < outcome.waiting.delay <= 20  # the deadline, not 30 s later
+
+    h.kube.missing_secrets.add("llm-key")  # a pod of the template cannot start: only the pod's status says so
+    h.kube.patch_spec(NAME, {"image": C, **LLM_KEY})
+    h.run(lambda s: s.get("phase") == "Verifying" and (s.get("rollout") or {}).get("image") == C)
+    h.settle(2)
+    outcome = h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME))
+    assert "cannot be configured" in outcome.waiting.args[0] and outcome.waiting.delay == reconcile.POLL_SECONDS

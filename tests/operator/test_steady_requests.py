@@ -15,7 +15,7 @@ from kubernetes.client import rest
 from kubernetes.config import kube_config
 from kubernetes.client.exceptions import ApiException
 
-from adminapi_operator import handlers
+from adminapi_operator import handlers, reconcile
 
 from .conftest import settle
 from .test_rollouts import A, B, BASE, NAME
@@ -108,6 +108,7 @@ def test_a_long_backup_is_polled_without_writes(local_cluster, crd, kubeconfig, 
     retried by raising). A ResourceQuota full of the API's own pods keeps the backup Job's pod from being
     created, so the backup runs for as long as the test likes."""
     from kubernetes import client
+    monkeypatch.setattr(reconcile, "WATCHED_POLL_SECONDS", 2.0)  # polled within the window (30 s by default)
     requests = Requests(monkeypatch)
     with in_process_operator(monkeypatch, kubeconfig, namespace) as runner:
         adminapis.create(NAME, {**BASE, "image": A})
