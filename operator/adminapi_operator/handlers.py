@@ -1,20 +1,22 @@
 """Kopf handlers: they orchestrate, the Reconciler decides, the builders build.
 
-Every trigger ends in the same level-based `Reconciler.reconcile` for one AdminApi, under a per-instance
-lock (Kopf serialises handlers per object, but owned-object events arrive on other objects):
-- AdminApi created, resumed after an operator restart, its spec changed, or the retry annotation set;
-- an owned Deployment, Service, PodDisruptionBudget or Job changed or was deleted (drift, rollout progress):
-  through our queue, EVENT_DELAY_SECONDS later, so that the burst of events one step makes (a Deployment's
-  status moves with every pod) is one reconcile of the instance, not one per event;
-- our own queue (`Requeue`): a step under way is polled, a reconcile that met an API error is retried in
-  seconds (whatever triggered it: an owned-object event is never dropped), and an instance that is not at rest
-  (its pods still coming, say) is resynced RESYNC_SECONDS after its last reconcile. An instance at rest (its
-  Deployment runs its template on every replica, or its spec cannot work) is not looked at again until a watch
-  event says something of it changed: a fleet at rest sends no request at all. Each reconcile's answer
+The handlers only say which instance to look at; our own queue (`Requeue`) reconciles it, on its own threads,
+with the same level-based `Reconciler.reconcile` for one AdminApi under a per-instance lock. What queues one:
+- a watch event of the AdminApi that asks for something: created, listed when the operator starts (a restarted
+  operator resumes every instance), its spec changed (its generation), the retry annotation set, or deleted;
+- a watch event of an owned Deployment, Service, PodDisruptionBudget or Job (drift, rollout progress),
+  EVENT_DELAY_SECONDS later, so that the burst of events one step makes (a Deployment's status moves with every
+  pod) is one reconcile of the instance, not one per event;
+- the queue itself: a step under way is looked at again (reconcile.py says when), a reconcile that met an API
+  error is retried in seconds (whatever triggered it: an event is never dropped), and an instance that is not
+  at rest (its pods still coming, say) is resynced RESYNC_SECONDS after its last reconcile. An instance at rest
+  (its Deployment runs its template on every replica, or its spec cannot work) is not looked at again until a
+  watch event says something of it changed: a fleet at rest sends no request at all. Each reconcile's answer
   replaces the instance's earlier one: the latest reconcile saw the latest state.
-No Kopf timers or daemons, so Kopf adds no finalizer: deleting an AdminApi never waits for the operator, and
-ownerReferences let Kubernetes' garbage collector remove what it owned. Handlers never raise to make Kopf
-poll, so Kopf writes nothing on the AdminApi while a long step runs.
+The handlers are coroutines that return at once: a burst of a thousand events never waits in a thread pool,
+holding the objects' bodies. Event handlers only, so Kopf writes nothing on any object: no diff-base or progress
+annotation, no finalizer (deleting an AdminApi never waits for the operator; ownerReferences let Kubernetes'
+garbage collector remove what it owned).
 """
 from __future__ import annotations
 
@@ -32,13 +34,17 @@ from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 from .health import check_endpoints
 from .kube import Kube, load_api_client
 from .reconcile import RETRY_ANNOTATION, Reconciler
+from .watched import Watched
 
-OWNED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+OWNED_SELECTOR = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"
+OWNED_RESOURCES = [("apps", "v1", "deployments"), ("", "v1", "services"), ("policy", "v1", "poddisruptionbudgets"),
+                   ("batch", "v1", "jobs")]
 RESYNC_SECONDS = 60.0  # an instance not at rest, when nothing else brings it back sooner
 AT_REST = float("inf")  # come back on a watch event only
 RETRY_SECONDS = 5.0
+SUPPORTING_KINDS = {"Service", "PodDisruptionBudget"}  # read by a reconcile only when their watch shows a change
 EVENT_DELAY_SECONDS = 1.0  # owned-object events of one instance within this window make one reconcile
-QUEUE_WORKERS = 8  # instances reconciled at once by the queue (each under its own lock); as Kopf's max_workers
+QUEUE_WORKERS = 8  # instances reconciled at once (each under its own lock): Kopf's default thread pool size
 CONFLICT_RETRIES = 2  # a 409 means our read was stale, not that the server is busy: read again at once
 Key = tuple[str, str]
 
@@ -122,12 +128,10 @@ class Requeue:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Our own annotation prefix for Kopf's bookkeeping; status is left to us (a structural schema prunes
-    # what it does not declare). The diff base holds the spec, which has only references to Secrets.
-    prefix = f"operator.{GROUP}"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
-    settings.persistence.finalizer = f"{prefix}/finalizer"
+    # Event handlers only: Kopf keeps no diff base or progress and writes nothing on any object. Owned objects
+    # are selected by the server (our label), so the operator never receives the cluster's other Deployments.
+    for group, version, plural in OWNED_RESOURCES:
+        settings.watching.label_selectors[group, version, plural] = OWNED_SELECTOR
     # A watch that silently stops is the classic "zombie operator": bound every stream and request.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -135,11 +139,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted by the reconciler itself, before its status writes
-    settings.execution.max_workers = 8
-    memo.reconciler = Reconciler(Kube(load_api_client()), check_health=check_endpoints)
+    memo.reconciler = Reconciler(Kube(load_api_client()), check_health=check_endpoints, watched=Watched())
     memo.locks = {}
-    memo.requeue = Requeue(lambda key: _reconcile_and_requeue(*key, memo, logging.getLogger(__name__)),
-                           workers=QUEUE_WORKERS)
+    memo.seen = {}  # per AdminApi: what of it asks for a reconcile (uid, generation, retry annotation)
+    memo.requeue = Requeue(lambda key: reconcile_now(*key, memo, logging.getLogger(__name__)), workers=QUEUE_WORKERS)
     memo.requeue.start()
 
 
@@ -151,11 +154,10 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
 
 def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> float | None:
     """Reconcile one instance now; returns when to come back (None: it is gone; AT_REST: on a watch event only).
-    Never raises an API error: a busy or unreachable API server is tried again in seconds, not after Kopf's
-    default minute."""
+    Never raises an API error: a busy or unreachable API server is tried again in seconds."""
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
-            # Kopf's body may lag behind our own status writes: always decide on the latest object.
+            # An event's body may lag behind our own status writes: always decide on the latest object.
             latest = memo.reconciler.kube.get_adminapi(namespace, name)
             if latest is None or latest["metadata"].get("deletionTimestamp"):
                 return None
@@ -163,7 +165,7 @@ def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logge
             break
         except ApiException as e:
             if e.status == 409 and attempt < CONFLICT_RETRIES:
-                continue  # it changed after we read it (Kopf's own annotations, say): read it again, now
+                continue  # it changed after we read it (its spec, say): read it again, now
             if e.status in (409, 429) or e.status >= 500:
                 logger.info("the Kubernetes API answered %s; trying again in %ss", e.status, RETRY_SECONDS)
                 return RETRY_SECONDS
@@ -178,7 +180,7 @@ def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logge
     return AT_REST if outcome.at_rest else RESYNC_SECONDS
 
 
-def _reconcile_and_requeue(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
+def reconcile_now(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
     """Reconcile under the instance's lock, and say when to come back while still holding it: the answer of
     the latest reconcile replaces an earlier one, so a retry asked for by a reconcile that met an error does
     not outlive the successful reconcile after it (an instance at rest is not reconciled again for nothing)."""
@@ -193,12 +195,20 @@ def _reconcile_and_requeue(namespace: str, name: str, memo: kopf.Memo, logger: l
             memo.requeue.answer(key, None if delay == AT_REST else delay, started)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RETRY_ANNOTATION))
-def adminapi_changed(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    _reconcile_and_requeue(namespace, name, memo, logger)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def adminapi_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Created, listed at start (an operator restarted resumes every instance), its spec changed, the retry
+    annotation set, or deleted. Our own status writes change none of these, so they bring nothing back."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    if event["type"] == "DELETED":
+        memo.seen.pop(key, None)
+        memo.requeue.soon(key, 0)  # its reconcile finds it gone and forgets it
+        return
+    asks = (meta.get("uid"), meta.get("generation"), (meta.get("annotations") or {}).get(RETRY_ANNOTATION))
+    if memo.seen.get(key) != asks:
+        memo.seen[key] = asks
+        memo.requeue.soon(key, 0)
 
 
 def _owner_of(body: kopf.Body) -> tuple[str, str] | None:
@@ -208,11 +218,16 @@ def _owner_of(body: kopf.Body) -> tuple[str, str] | None:
     return None
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-@kopf.on.event("", "v1", "services", labels=OWNED)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
-@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-def owned_object_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.event("apps", "v1", "deployments")
+@kopf.on.event("", "v1", "services")
+@kopf.on.event("policy", "v1", "poddisruptionbudgets")
+@kopf.on.event("batch", "v1", "jobs")
+async def owned_object_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = _owner_of(body)
-    if owner is not None:
-        memo.requeue.soon(owner, EVENT_DELAY_SECONDS)
+    if owner is None:
+        return
+    if body.get("kind") in SUPPORTING_KINDS:
+        meta = body["metadata"]
+        memo.reconciler.watched.show(body["kind"], meta["namespace"], meta["name"],
+                                     None if event["type"] == "DELETED" else meta.get("resourceVersion"))
+    memo.requeue.soon(owner, EVENT_DELAY_SECONDS)

@@ -1,7 +1,10 @@
-"""The handlers' own queue: an owned-object event that meets an API error is retried, never dropped; every
-instance is resynced; a deleted instance leaves the queue; an instance at rest is not reconciled again for nothing. On the in-memory API (fake_kube.py)."""
+"""The handlers and their queue: an AdminApi's watch events queue it only when they ask for something; an
+owned-object event that meets an API error is retried, never dropped; every instance is resynced; a deleted
+instance leaves the queue; an instance at rest is not reconciled again for nothing. On the in-memory API
+(fake_kube.py)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -24,15 +27,23 @@ def memo(monkeypatch):
     kube = FakeKube()
     kube.create_adminapi(NAME, BASE)
     memo = kopf.Memo(reconciler=Reconciler(kube, check_health=lambda url, paths: None, clock=lambda: kube.now),
-                     locks={})
-    memo.requeue = handlers.Requeue(lambda key: handlers._reconcile_and_requeue(*key, memo, logging.getLogger()))
+                     locks={}, seen={})
+    memo.requeue = handlers.Requeue(lambda key: handlers.reconcile_now(*key, memo, logging.getLogger()))
     memo.requeue.start()
     yield memo
     memo.requeue.stop()
 
 
+def _reconcile_now(memo) -> None:
+    handlers.reconcile_now("ns", NAME, memo, logging.getLogger())
+
+
+def _owned_object_event(memo, kube: FakeKube) -> None:
+    asyncio.run(handlers.owned_object_changed(event={"type": "MODIFIED"}, body=_service_event_body(kube), memo=memo))
+
+
 def _service_event_body(kube: FakeKube) -> dict:
-    return {"metadata": {"namespace": "ns", "name": NAME, "ownerReferences": [
+    return {"kind": "Service", "metadata": {"namespace": "ns", "name": NAME, "ownerReferences": [
         {"apiVersion": "aistreams.io/v1alpha1", "kind": "AdminApi", "name": NAME, "uid": "u"}]}}
 
 
@@ -41,17 +52,17 @@ def test_an_owned_object_event_that_meets_an_api_error_is_retried(memo, monkeypa
     stayed deleted."""
     kube = memo.reconciler.kube
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)  # no resync: only the retry may bring it back
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     kube.delete("v1", "Service", NAME)
     kube.fail("patch", "Service", status=429)
-    handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+    _owned_object_event(memo, kube)
     wait_for(lambda: ("patch", "Service", 429) in kube.failures(), timeout=10, what="the event's reconcile failing")
     wait_for(lambda: kube.objects.get(("v1", "Service", "ns", NAME)), timeout=10, what="the Service re-created")
 
 
 def test_every_instance_is_resynced_and_a_deleted_one_is_forgotten(memo):
     kube = memo.reconciler.kube
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     kube.delete("apps/v1", "Deployment", NAME)  # no event at all: only the resync sees it
     wait_for(lambda: kube.objects.get(("apps/v1", "Deployment", "ns", NAME)), timeout=10,
              what="the Deployment put back by the resync")
@@ -72,7 +83,7 @@ def test_a_conflict_is_read_again_at_once(memo, monkeypatch):
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
     kube = memo.reconciler.kube
     kube.fail("patch", "AdminApi/status", status=409)
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     assert kube.adminapi(NAME)["status"].get("phase")  # written by the same call, after reading again
     reads = _adminapi_reads(kube)
     time.sleep(0.5)  # several retry periods
@@ -83,9 +94,9 @@ def test_a_retry_does_not_outlive_the_successful_reconcile_after_it(memo, monkey
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
     kube = memo.reconciler.kube
     kube.fail("patch", "AdminApi/status", status=409, times=handlers.CONFLICT_RETRIES + 1)
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     assert not (kube.adminapi(NAME).get("status") or {}).get("phase")  # it asked to come back in RETRY_SECONDS
-    handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+    _owned_object_event(memo, kube)
     wait_for(lambda: (kube.adminapi(NAME).get("status") or {}).get("phase"), timeout=10, what="the event's reconcile")
     time.sleep(0.2)  # its answer is given
     reads = _adminapi_reads(kube)
@@ -99,26 +110,26 @@ def test_an_instance_at_rest_sends_nothing_until_a_watch_event_says_it_changed(m
     kube = memo.reconciler.kube
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)  # only this test's calls, while the pods come
     for _ in range(30):
-        handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+        _reconcile_now(memo)
         if kube.adminapi(NAME)["status"].get("phase") == "Ready":
             break
         kube.tick()
     assert kube.adminapi(NAME)["status"]["phase"] == "Ready"
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 0.1)
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     at_rest = len(kube.requests)
     time.sleep(1)  # ten resync periods of an instance that is not at rest
     assert len(kube.requests) == at_rest
 
     kube.delete("v1", "Service", NAME)  # the watch says so: an owned-object event
-    handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+    _owned_object_event(memo, kube)
     wait_for(lambda: kube.get("v1", "Service", "ns", NAME), timeout=10, what="the Service put back")
 
 
 def test_an_instance_whose_pods_are_still_coming_is_resynced(memo, monkeypatch):
     """Not at rest: a pod the kubelet cannot configure shows in no watched object, only the resync sees it."""
     kube = memo.reconciler.kube
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     assert kube.adminapi(NAME)["status"]["phase"] != "Ready"
     before = len(kube.requests)
     wait_for(lambda: len(kube.requests) > before, timeout=5, what="a resync of the instance that is not at rest")
@@ -131,16 +142,86 @@ def test_a_burst_of_events_is_one_reconcile_and_an_event_during_a_reconcile_is_n
     kube = memo.reconciler.kube
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
     monkeypatch.setattr(handlers, "EVENT_DELAY_SECONDS", 0.3)
-    handlers.adminapi_changed(namespace="ns", name=NAME, memo=memo, logger=logging.getLogger())
+    _reconcile_now(memo)
     reads = _adminapi_reads(kube)
     for _ in range(20):
-        handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+        _owned_object_event(memo, kube)
     time.sleep(1)
     assert _adminapi_reads(kube) == reads + 1
 
     key = ("ns", NAME)
     with memo.locks[key]:  # a reconcile under way (it started before the event)
         started = time.monotonic()
-        handlers.owned_object_changed(body=_service_event_body(kube), memo=memo, logger=logging.getLogger())
+        _owned_object_event(memo, kube)
         memo.requeue.answer(key, None, started)  # it found the instance at rest
     wait_for(lambda: _adminapi_reads(kube) == reads + 2, timeout=5, what="the event's own reconcile")
+
+
+def _adminapi_event(memo, kube: FakeKube, type_: str | None = "MODIFIED") -> None:
+    body = kube.adminapi(NAME) if type_ != "DELETED" else {"metadata": {"namespace": "ns", "name": NAME}}
+    asyncio.run(handlers.adminapi_event(event={"type": type_, "object": body}, body=body, memo=memo))
+
+
+def test_an_adminapi_event_queues_it_only_when_it_asks_for_something(memo, monkeypatch):
+    """Listed at start, created, its spec changed, the retry annotation set, deleted: a reconcile each. Our own
+    status writes (the same generation) bring nothing back: Kopf no longer answers every event with a patch."""
+    kube = memo.reconciler.kube
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
+
+    def reconciled_after(event) -> bool:
+        reads = _adminapi_reads(kube)
+        event()
+        time.sleep(0.3)  # the queue's workers take what is due at once
+        return _adminapi_reads(kube) > reads
+
+    assert reconciled_after(lambda: _adminapi_event(memo, kube, None))  # listed when the operator starts
+    wait_for(lambda: kube.adminapi(NAME).get("status", {}).get("phase"), timeout=5, what="a status written")
+    assert not reconciled_after(lambda: _adminapi_event(memo, kube))  # the status write's own event
+    kube.patch_spec(NAME, {"replicas": 3})
+    assert reconciled_after(lambda: _adminapi_event(memo, kube))
+    assert not reconciled_after(lambda: _adminapi_event(memo, kube))
+    kube.annotate(NAME, {"aistreams.io/retry-rollout": "1"})
+    assert reconciled_after(lambda: _adminapi_event(memo, kube))
+    kube.delete("aistreams.io/v1alpha1", "AdminApi", NAME)
+    assert reconciled_after(lambda: _adminapi_event(memo, kube, "DELETED"))
+    assert ("ns", NAME) not in memo.seen
+    wait_for(lambda: ("ns", NAME) not in memo.locks, timeout=5, what="the deleted instance forgotten")
+
+
+def _gets(kube: FakeKube, kind: str) -> int:
+    return sum(1 for verb, k, _ in kube.requests if (verb, k) == ("get", kind))
+
+
+def _watch_shows(memo, kube: FakeKube, kind: str, api_version: str, type_: str = "MODIFIED") -> None:
+    body = kube.get(api_version, kind, "ns", NAME) or {
+        "kind": kind, "metadata": {"namespace": "ns", "name": NAME, "ownerReferences": _service_event_body(kube)[
+            "metadata"]["ownerReferences"]}}
+    asyncio.run(handlers.owned_object_changed(event={"type": type_}, body=body, memo=memo))
+
+
+def test_a_supporting_object_is_read_again_only_when_its_watch_shows_a_change(memo, monkeypatch):
+    """Issue 13: every reconcile read the Service and the PodDisruptionBudget again, mid-rollout too. Once found as
+    desired at the version the watch shows, they are trusted; a change the watch shows (drift, deletion) is read
+    and repaired as before."""
+    kube = memo.reconciler.kube
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
+    _reconcile_now(memo)
+    for kind, api_version in (("Service", "v1"), ("PodDisruptionBudget", "policy/v1")):
+        _watch_shows(memo, kube, kind, api_version)  # their ADDED events, as the watches deliver them
+    time.sleep(0.3)  # the events' own reconcile
+    services, budgets = _gets(kube, "Service"), _gets(kube, "PodDisruptionBudget")
+    _reconcile_now(memo)
+    assert (_gets(kube, "Service"), _gets(kube, "PodDisruptionBudget")) == (services, budgets)
+
+    live = kube.objects[("v1", "Service", "ns", NAME)]
+    live["spec"]["ports"][0]["port"] = 1234  # someone edits it
+    live["metadata"]["resourceVersion"] = "999999"
+    _watch_shows(memo, kube, "Service", "v1")
+    wait_for(lambda: kube.get("v1", "Service", "ns", NAME)["spec"]["ports"][0]["port"] != 1234, timeout=5,
+             what="the edited Service put back")
+    assert any(e["reason"] == "DriftRepaired" for e in kube.events)
+
+    kube.delete("policy/v1", "PodDisruptionBudget", NAME)
+    _watch_shows(memo, kube, "PodDisruptionBudget", "policy/v1", "DELETED")
+    wait_for(lambda: kube.get("policy/v1", "PodDisruptionBudget", "ns", NAME), timeout=5,
+             what="the deleted PodDisruptionBudget re-created")
