@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 from .health import check_endpoints
 from .kube import Kube, load_api_client
-from .reconcile import RETRY_ANNOTATION, Reconciler
+from .reconcile import RETRY_ANNOTATION, Reconciler, job_state
 from .watched import Watched
 
 OWNED_SELECTOR = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"
@@ -42,7 +42,6 @@ OWNED_RESOURCES = [("apps", "v1", "deployments"), ("", "v1", "services"), ("poli
 RESYNC_SECONDS = 60.0  # an instance not at rest, when nothing else brings it back sooner
 AT_REST = float("inf")  # come back on a watch event only
 RETRY_SECONDS = 5.0
-SUPPORTING_KINDS = {"Service", "PodDisruptionBudget"}  # read by a reconcile only when their watch shows a change
 EVENT_DELAY_SECONDS = 1.0  # owned-object events of one instance within this window make one reconcile
 QUEUE_WORKERS = 8  # instances reconciled at once (each under its own lock): Kopf's default thread pool size
 CONFLICT_RETRIES = 2  # a 409 means our read was stale, not that the server is busy: read again at once
@@ -226,8 +225,8 @@ async def owned_object_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf
     owner = _owner_of(body)
     if owner is None:
         return
-    if body.get("kind") in SUPPORTING_KINDS:
-        meta = body["metadata"]
-        memo.reconciler.watched.show(body["kind"], meta["namespace"], meta["name"],
-                                     None if event["type"] == "DELETED" else meta.get("resourceVersion"))
+    watched, deleted = memo.reconciler.watched, event["type"] == "DELETED"
+    watched.show(body, deleted)
+    if not deleted and (watched.echo(body) or body.get("kind") == "Job" and job_state(body) is None):
+        return  # our own write coming back, or a Job still running: nothing a reconcile would act on
     memo.requeue.soon(owner, EVENT_DELAY_SECONDS)

@@ -240,6 +240,8 @@ class Reconciler:
         """Apply `desired` unless the live object already is what the server would store; tell drift from updates."""
         desired = builders.with_applied_hash(desired)
         meta = desired["metadata"]
+        if inst.status.get("observedGeneration") is None:  # a new instance: no drift to tell, nothing to compare
+            return self.watched.wrote(self.kube.apply(desired))
         live = self.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         if live is not None and _applied_hash(live) == _applied_hash(desired) and contains(live, desired):
             return live
@@ -247,7 +249,7 @@ class Reconciler:
         if not intended and inst.status.get("observedGeneration") is not None:
             what = "re-created" if live is None else "put back to its desired state"
             self._event(inst, "Normal", "DriftRepaired", f"{desired['kind']} {meta['name']} {what}")
-        return self.kube.apply(desired)
+        return self.watched.wrote(self.kube.apply(desired))
 
     def _deployment(self, inst: Instance, template: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
         return self._apply(inst, builders.deployment(inst.owner, inst.spec, template, replicas))
@@ -495,7 +497,7 @@ class Reconciler:
         if live is not None and not _belongs(live, attempt["id"], inst.owner.uid):
             raise Waiting(f"Job {name} belongs to another attempt or AdminApi; waiting for it to be removed", 5)
         if live is None:
-            live = self.kube.apply(job)
+            live = self.watched.wrote(self.kube.apply(job))
             self._event(inst, "Normal", started, f"Job {name} {what}", attempt, key=name)
         state = job_state(live)
         return {"Complete": On.DONE, "Failed": On.FAILED}.get(state, On.RUNNING)

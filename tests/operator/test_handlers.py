@@ -225,3 +225,32 @@ def test_a_supporting_object_is_read_again_only_when_its_watch_shows_a_change(me
     _watch_shows(memo, kube, "PodDisruptionBudget", "policy/v1", "DELETED")
     wait_for(lambda: kube.get("policy/v1", "PodDisruptionBudget", "ns", NAME), timeout=5,
              what="the deleted PodDisruptionBudget re-created")
+
+
+def test_an_event_that_shows_nothing_new_queues_no_reconcile(memo, monkeypatch):
+    """Issue 13: each of the operator's own writes came back as a watch event and a reconcile, and so did every
+    step of a Job's progress. Our own write's echo, or a Job still running, queue nothing; a Job that ended, a
+    Deployment the controller moved, or any deletion do."""
+    kube = memo.reconciler.kube
+    monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
+    _reconcile_now(memo)
+
+    def queued_by(body: dict, type_: str = "MODIFIED") -> bool:
+        reads = _adminapi_reads(kube)
+        asyncio.run(handlers.owned_object_changed(event={"type": type_}, body=body, memo=memo))
+        time.sleep(0.3)
+        return _adminapi_reads(kube) > reads
+
+    deployment = kube.get("apps/v1", "Deployment", "ns", NAME)
+    assert not queued_by(deployment)  # what our apply produced
+    kube.tick()  # the controller moves its status: a new resourceVersion
+    assert queued_by(kube.get("apps/v1", "Deployment", "ns", NAME))
+
+    owner = deployment["metadata"]["ownerReferences"]
+    job = {"kind": "Job", "metadata": {"namespace": "ns", "name": "job", "resourceVersion": "1", "ownerReferences": owner},
+           "status": {"active": 1}}
+    assert not queued_by(job)
+    finished = {**job, "metadata": {**job["metadata"], "resourceVersion": "2"},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert queued_by(finished)
+    assert queued_by(deployment, "DELETED")

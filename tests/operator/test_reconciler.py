@@ -650,3 +650,16 @@ def test_a_step_the_watches_show_is_polled_seldom_and_what_they_cannot_show_ofte
     h.settle(2)
     outcome = h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME))
     assert "cannot be configured" in outcome.waiting.args[0] and outcome.waiting.delay == reconcile.POLL_SECONDS
+
+
+def test_a_new_instance_is_applied_without_reading_its_objects_first():
+    """Issue 13: a fleet's first reconciles read every object before applying it, though none can exist yet as
+    ours (a GET each of the Service, PDB and Deployment per instance)."""
+    h = Harness()
+    h.step()
+    assert {kind for verb, kind, _ in h.kube.requests if verb == "patch"} >= {"Service", "PodDisruptionBudget", "Deployment"}
+    assert [(verb, kind) for verb, kind, _ in h.kube.requests if verb == "get" and kind != "AdminApi"] == []
+    h.ready()
+    h.kube.delete("v1", "Service", NAME)  # from then on, what exists is read first: drift is told apart
+    h.step()
+    assert h.kube.get("v1", "Service", "ns", NAME) and "DriftRepaired" in h.reasons()
