@@ -247,7 +247,15 @@ class AuditEntry:
 
 
 def read_audit(path: Path, agents: tuple[str, ...] = OPERATOR_AGENTS) -> list[AuditEntry]:
-    """The requests of clients with these user agents, from the API server's audit log."""
+    """The requests of clients with these user agents, from the API server's audit log and the files it rotated
+    out (audit-<time>.log: at 1,000 instances the create round's requests were in one)."""
+    entries = []
+    for part in sorted(path.parent.glob(f"{path.stem}*{path.suffix}")):
+        entries += _read_audit_file(part, agents)
+    return entries
+
+
+def _read_audit_file(path: Path, agents: tuple[str, ...]) -> list[AuditEntry]:
     entries = []
     with open(path, encoding="utf-8") as log:
         for line in log:
