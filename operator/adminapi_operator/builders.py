@@ -251,6 +251,11 @@ def template_hash(template: dict[str, Any]) -> str:
     return _digest({**template, "metadata": {**template.get("metadata", {}), "labels": labels}})
 
 
+def applied_hash(obj: dict[str, Any]) -> str | None:
+    """The fingerprint `with_applied_hash` put on `obj` (None: none)."""
+    return (obj["metadata"].get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)
+
+
 def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
     """`obj` annotated with a fingerprint of itself: a field we stopped setting shows up as a changed hash."""
     annotations = {k: v for k, v in (obj["metadata"].get("annotations") or {}).items() if k != APPLIED_HASH_ANNOTATION}

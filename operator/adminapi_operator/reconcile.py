@@ -24,8 +24,8 @@ from .builders import Owner
 from .kube import Kube
 from .rollout import Event as On, Outcome as Result, Step, attempt_id, decide, first_step
 from .spec import AdminApiSpec, InvalidSpec
-from .watched import Watched
 from .status import CONFIG_ERROR, Progress, merge_conditions, step_status, workload_status
+from .watched import Watched
 
 RETRY_ANNOTATION = "aistreams.io/retry-rollout"
 HISTORY_LENGTH = 10
@@ -243,10 +243,11 @@ class Reconciler:
         if inst.status.get("observedGeneration") is None:  # a new instance: no drift to tell, nothing to compare
             return self.watched.wrote(self.kube.apply(desired))
         live = self.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-        if live is not None and _applied_hash(live) == _applied_hash(desired) and contains(live, desired):
+        applied = builders.applied_hash(desired)
+        if live is not None and builders.applied_hash(live) == applied and contains(live, desired):
             return live
-        intended = inst.spec_changed or live is not None and _applied_hash(live) != _applied_hash(desired)
-        if not intended and inst.status.get("observedGeneration") is not None:
+        # Neither the spec nor what we apply changed: someone else did (drift).
+        if not inst.spec_changed and (live is None or builders.applied_hash(live) == applied):
             what = "re-created" if live is None else "put back to its desired state"
             self._event(inst, "Normal", "DriftRepaired", f"{desired['kind']} {meta['name']} {what}")
         return self.watched.wrote(self.kube.apply(desired))
@@ -616,10 +617,6 @@ def _replica_fields(progress: Progress) -> dict[str, Any]:
 
 def _deployment_hash(deployment: dict[str, Any] | None) -> str | None:
     return ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(builders.TEMPLATE_HASH_ANNOTATION)
-
-
-def _applied_hash(obj: dict[str, Any]) -> str | None:
-    return (obj["metadata"].get("annotations") or {}).get(builders.APPLIED_HASH_ANNOTATION)
 
 
 def _image(deployment: dict[str, Any]) -> str | None:

@@ -49,14 +49,10 @@ class Watched:
 
     def found(self, obj: dict[str, Any]) -> None:
         """`obj`, as the API server answered (a read or our write), is what we want."""
-        self._found[_key(obj)] = (obj["metadata"]["resourceVersion"], _applied(obj))
+        self._found[_key(obj)] = (obj["metadata"]["resourceVersion"], builders.applied_hash(obj))
 
     def unchanged(self, desired: dict[str, Any]) -> bool:
         """Whether the object is, as the watch shows, the version last found to be `desired` (hash annotated)."""
         key = _key(desired)
         found, shown = self._found.get(key), self._shown.get(key)
-        return found is not None and found == (shown, _applied(desired))
-
-
-def _applied(obj: dict[str, Any]) -> str | None:
-    return (obj["metadata"].get("annotations") or {}).get(builders.APPLIED_HASH_ANNOTATION)
+        return found is not None and found == (shown, builders.applied_hash(desired))
