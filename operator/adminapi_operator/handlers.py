@@ -43,7 +43,9 @@ RESYNC_SECONDS = 60.0  # an instance not at rest, when nothing else brings it ba
 AT_REST = float("inf")  # come back on a watch event only
 RETRY_SECONDS = 5.0
 EVENT_DELAY_SECONDS = 1.0  # owned-object events of one instance within this window make one reconcile
-QUEUE_WORKERS = 8  # instances reconciled at once (each under its own lock): Kopf's default thread pool size
+# Instances reconciled at once (each under its own lock). A reconcile mostly waits on the API server (a fleet's
+# rollout kept 8 workers busy with 20% of a core), and each step of a fleet waits for a worker per instance.
+QUEUE_WORKERS = 32
 CONFLICT_RETRIES = 2  # a 409 means our read was stale, not that the server is busy: read again at once
 Key = tuple[str, str]
 
@@ -138,7 +140,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted by the reconciler itself, before its status writes
-    memo.reconciler = Reconciler(Kube(load_api_client()), check_health=check_endpoints, watched=Watched())
+    memo.reconciler = Reconciler(Kube(load_api_client(QUEUE_WORKERS)), check_health=check_endpoints, watched=Watched())
     memo.locks = {}
     memo.seen = {}  # per AdminApi: what of it asks for a reconcile (uid, generation, retry annotation)
     memo.requeue = Requeue(lambda key: reconcile_now(*key, memo, logging.getLogger(__name__)), workers=QUEUE_WORKERS)
@@ -154,10 +156,13 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
 def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> float | None:
     """Reconcile one instance now; returns when to come back (None: it is gone; AT_REST: on a watch event only).
     Never raises an API error: a busy or unreachable API server is tried again in seconds."""
+    watched = memo.reconciler.watched
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
-            # An event's body may lag behind our own status writes: always decide on the latest object.
-            latest = memo.reconciler.kube.get_adminapi(namespace, name)
+            # The latest version the watch showed or our own status write produced; a status write is
+            # preconditioned on it, so a change still on its way is a 409, and then it is read from the API.
+            latest = (watched.latest(KIND, namespace, name) if attempt == 0 else None) or watched.read(
+                memo.reconciler.kube.get_adminapi(namespace, name))
             if latest is None or latest["metadata"].get("deletionTimestamp"):
                 return None
             outcome = memo.reconciler.reconcile(latest)
@@ -200,6 +205,7 @@ async def adminapi_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo,
     annotation set, or deleted. Our own status writes change none of these, so they bring nothing back."""
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
+    memo.reconciler.watched.show(body, deleted=event["type"] == "DELETED")
     if event["type"] == "DELETED":
         memo.seen.pop(key, None)
         memo.requeue.soon(key, 0)  # its reconcile finds it gone and forgets it

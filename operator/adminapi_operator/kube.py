@@ -13,13 +13,16 @@ from kubernetes.client.exceptions import ApiException
 from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 
 
-def load_api_client() -> kubernetes.client.ApiClient:
-    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+def load_api_client(connections: int) -> kubernetes.client.ApiClient:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config. `connections` kept open: one per
+    thread that sends requests at once (beyond the pool, urllib3 opens a connection, TLS and all, per request)."""
+    configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    return kubernetes.client.ApiClient(configuration)
 
 
 # The resources we touch, by (apiVersion, kind): their plural names are fixed, so no discovery request is needed.
@@ -115,8 +118,8 @@ class Kube:
         return self.get(f"{GROUP}/{VERSION}", KIND, namespace, name)
 
     def patch_adminapi_status(self, namespace: str, name: str, update: dict[str, Any], present: set[str],
-                              resource_version: str) -> str:
-        """Set (or, for None, remove) top-level status fields, each replaced whole; returns the new resourceVersion.
+                              resource_version: str) -> dict[str, Any]:
+        """Set (or, for None, remove) top-level status fields, each replaced whole; returns the AdminApi written.
 
         A JSON patch, not a merge patch: a merge patch would merge a new pod template into the old one.
         `present` names the fields the status has now (a remove of an absent field is an error). The
@@ -131,6 +134,5 @@ class Kube:
                 ops.append({"op": "add", "path": path, "value": value})
             elif key in present:
                 ops.append({"op": "remove", "path": path})
-        result = self._call("PATCH", _path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status", body=ops,
-                            content_type="application/json-patch+json")
-        return result["metadata"]["resourceVersion"]
+        return self._call("PATCH", _path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status", body=ops,
+                          content_type="application/json-patch+json")

@@ -1,7 +1,7 @@
 """Reconciliation of one AdminApi: converge the owned objects, and drive rollout attempts.
 
-Level-based and idempotent: every call reads the AdminApi (spec and status) and the live objects, does the
-next step, and records it in status. The state machine in rollout.py decides; this module observes (Jobs,
+Level-based and idempotent: every call reads the AdminApi (spec and status) and the live objects (as the watches
+last showed them, watched.py; else from the API), does the next step, and records it in status. The state machine in rollout.py decides; this module observes (Jobs,
 the Deployment, the instance's pods), acts (one idempotent action per step) and records. All rollout state
 lives in `status`, so an operator restarted at any step, or a status write that failed, picks up where it
 was: Job names carry the attempt id, and a Job is trusted only if it belongs to the attempt.
@@ -227,14 +227,16 @@ class Reconciler:
             if self.kube.create_if_absent(secret):
                 self._event(inst, "Normal", "SecretCreated", f"generated the first admin's credentials in Secret {name}")
             self._write(inst, {"bootstrapSecret": name})
-        self._keep(inst, builders.service(owner, spec))
-        self._keep(inst, builders.pod_disruption_budget(owner, spec))
+        self._apply(inst, builders.service(owner, spec))
+        self._apply(inst, builders.pod_disruption_budget(owner, spec))
 
-    def _keep(self, inst: Instance, desired: dict[str, Any]) -> None:
-        """`_apply` a supporting object, unless the watch shows it unchanged since it was last found as desired."""
-        desired = builders.with_applied_hash(desired)
-        if not self.watched.unchanged(desired):
-            self.watched.found(self._apply(inst, desired))
+    def _read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An owned object: as the watch last showed it, or else read from the API."""
+        known = self.watched.latest(kind, namespace, name)
+        return known if known is not None else self.watched.read(self.kube.get(api_version, kind, namespace, name))
+
+    def _live_deployment(self, inst: Instance) -> dict[str, Any] | None:
+        return self._read("apps/v1", "Deployment", inst.owner.namespace, builders.object_name(inst.owner.name))
 
     def _apply(self, inst: Instance, desired: dict[str, Any]) -> dict[str, Any]:
         """Apply `desired` unless the live object already is what the server would store; tell drift from updates."""
@@ -242,7 +244,7 @@ class Reconciler:
         meta = desired["metadata"]
         if inst.status.get("observedGeneration") is None:  # a new instance: no drift to tell, nothing to compare
             return self.watched.wrote(self.kube.apply(desired))
-        live = self.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        live = self._read(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         applied = builders.applied_hash(desired)
         if live is not None and builders.applied_hash(live) == applied and contains(live, desired):
             return live
@@ -255,10 +257,16 @@ class Reconciler:
     def _deployment(self, inst: Instance, template: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
         return self._apply(inst, builders.deployment(inst.owner, inst.spec, template, replicas))
 
-    def _observe(self, inst: Instance, deployment: dict[str, Any], template_hash: str | None = None) -> Progress:
-        """The Deployment and every API pod of the instance (listed, terminating ones included)."""
+    def _observe(self, inst: Instance, deployment: dict[str, Any], template_hash: str | None = None,
+                 every_pod: bool = False) -> Progress:
+        """The Deployment and every API pod of the instance (listed, terminating ones included). When the
+        Deployment's own counts say every replica runs `template_hash` and is available, its pods can tell nothing
+        more (no trouble, no configuration error) and are not listed, unless `every_pod` (a terminating one too)."""
+        template_hash = template_hash or _deployment_hash(deployment)
+        if not every_pod and _deployment_hash(deployment) == template_hash and Progress.of(deployment).complete:
+            return Progress.of(deployment)
         pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name))
-        return Progress.of(deployment, pods, template_hash or _deployment_hash(deployment))
+        return Progress.of(deployment, pods, template_hash)
 
     def _list_new_pods(self, inst: Instance, template_hash: str) -> list[dict[str, Any]]:
         labels = {**builders.api_pod_labels(inst.owner.name), builders.TEMPLATE_HASH_LABEL: template_hash}
@@ -409,7 +417,7 @@ class Reconciler:
             return self._verify(inst, attempt, desired)
         if step is Step.RESTORING_DATABASE:
             # Neither version may write while the database goes back in time: every pod gone, as listed.
-            progress = self._observe(inst, self._deployment(inst, last_good["template"], replicas=0))
+            progress = self._observe(inst, self._deployment(inst, last_good["template"], replicas=0), every_pod=True)
             if progress.pods:
                 inst.poll = POLL_SECONDS  # pods are not watched
                 return On.RUNNING, f"waiting for {progress.pods} pods of the instance to be gone before the restore"
@@ -494,7 +502,7 @@ class Reconciler:
     def _run_job(self, inst: Instance, attempt: dict[str, Any], job: dict[str, Any], started: str, what: str) -> On:
         """Create `job` once and say how it went. A Job of that name from another attempt is never trusted."""
         name = job["metadata"]["name"]
-        live = self.kube.get("batch/v1", "Job", inst.owner.namespace, name)
+        live = self._read("batch/v1", "Job", inst.owner.namespace, name)
         if live is not None and not _belongs(live, attempt["id"], inst.owner.uid):
             raise Waiting(f"Job {name} belongs to another attempt or AdminApi; waiting for it to be removed", 5)
         if live is None:
@@ -524,7 +532,7 @@ class Reconciler:
             self._event(inst, "Normal" if result in (Result.SUPERSEDED, Result.CANCELLED) else "Warning",
                         reason, message, attempt)
         update["history"] = self._history(inst, attempt, result, message)
-        deployment = self.kube.get("apps/v1", "Deployment", inst.owner.namespace, builders.object_name(inst.owner.name))
+        deployment = self._live_deployment(inst)
         progress = self._observe(inst, deployment) if deployment else Progress.of(None)
         held = (result.value, message) if update.get("failedTemplateHash") else None
         update.update(workload_status(progress, inst.generation, held=held), **_replica_fields(progress))
@@ -552,7 +560,7 @@ class Reconciler:
             Step.RESTORE_FAILED: f"restoring {attempt.get('backupLocation')} failed; the pods stay down",
             Step.ROLLING_BACK: f"rolling back to {attempt['fromImage']}",
         }[step]
-        deployment = self.kube.get("apps/v1", "Deployment", inst.owner.namespace, builders.object_name(inst.owner.name))
+        deployment = self._live_deployment(inst)
         progress = self._observe(inst, deployment) if deployment else Progress.of(None)
         update = {**step_status(step.value, f"attempt {attempt['id']}: {message}", progress, inst.generation,
                                 degraded=step is Step.RESTORE_FAILED),
@@ -594,8 +602,9 @@ class Reconciler:
         if all(status.get(k) == v for k, v in update.items()):
             return
         present = {k for k, v in status.items() if v is not None}
-        inst.resource_version = self.kube.patch_adminapi_status(
-            inst.owner.namespace, inst.owner.name, update, present=present, resource_version=inst.resource_version)
+        written = self.watched.wrote(self.kube.patch_adminapi_status(
+            inst.owner.namespace, inst.owner.name, update, present=present, resource_version=inst.resource_version))
+        inst.resource_version = written["metadata"]["resourceVersion"]
         status.update(copy.deepcopy(update))
 
 

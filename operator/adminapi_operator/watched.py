@@ -1,41 +1,59 @@
-"""What the watches last showed of each owned object, against what the operator itself read and wrote, so that
-a reconcile reads a supporting object (Service, PodDisruptionBudget) only when it changed, and a watch event that
-shows nothing new queues no reconcile.
+"""The latest version of each AdminApi and owned object (Deployment, Service, PodDisruptionBudget, Job) that the
+watches showed, so that a reconcile reads from memory what a watch event already brought (as controller-runtime's
+informer caches do), and a watch event that shows nothing new queues no reconcile.
 
-- A reconcile that finds (or makes) a supporting object as desired remembers the resourceVersion it saw; while
-  the watch shows that same version, the next reconcile trusts it without a request.
-- An event that shows exactly the version our own write produced is that write coming back: the reconcile that
-  wrote it knew it already.
-Anything the watch has not shown (an operator just started, an event still on its way, a deletion) is read as
-before. A few short strings per object: a fleet's bodies are never kept.
+- Trusted only for an object the watch has shown, and for TRUST_SECONDS after the watch, our own write or a
+  read last confirmed it: a reconcile without watches (or before the first event) reads from the API as
+  before, and Kopf re-lists after a broken watch without saying what was deleted meanwhile.
+- A version replaces the one kept only if it is newer (the resourceVersions of one etcd compare as integers):
+  a watch event that arrives after our own write never takes its place.
+- An event that shows exactly the version our own write produced is that write coming back: the reconcile
+  that wrote it knew it already.
+- An AdminApi's status write is preconditioned on the version the reconcile started from: if it changed since
+  (an event still on its way), the write is a 409, and the AdminApi is read from the API (handlers.py).
+Kept as JSON without managedFields: a few KB per object, and each reader gets its own copy.
 """
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
-from . import builders
-
 Key = tuple[str, str, str]  # kind, namespace, name
+TRUST_SECONDS = 300.0  # Kopf's watch requests end after 300 s (handlers.py): a gap is re-listed within that
 
 
 def _key(obj: dict[str, Any]) -> Key:
     return obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
+def _version(obj: dict[str, Any]) -> int | None:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Kept:
+    version: int
+    json: str
+    confirmed: float  # time.monotonic()
+
+
 class Watched:
     def __init__(self) -> None:
-        self._shown: dict[Key, str] = {}  # the latest resourceVersion a watch event showed
-        self._found: dict[Key, tuple[str, str]] = {}  # resourceVersion and applied hash last found as desired
-        self._wrote: dict[Key, str] = {}  # the resourceVersion our last write of it produced
+        self._kept: dict[Key, _Kept] = {}
+        self._wrote: dict[Key, str] = {}  # the resourceVersion our last write of each object produced
 
     def show(self, obj: dict[str, Any], deleted: bool = False) -> None:
         """A watch event."""
-        key = _key(obj)
         if deleted:
-            for seen in (self._shown, self._found, self._wrote):
-                seen.pop(key, None)
+            self._kept.pop(_key(obj), None)
+            self._wrote.pop(_key(obj), None)
         else:
-            self._shown[key] = obj["metadata"].get("resourceVersion")
+            self._keep(obj, new=True)
 
     def echo(self, obj: dict[str, Any]) -> bool:
         """Whether a watch event shows the very version our own last write of the object produced."""
@@ -45,14 +63,33 @@ class Watched:
     def wrote(self, obj: dict[str, Any]) -> dict[str, Any]:
         """`obj` as the API server answered our write of it."""
         self._wrote[_key(obj)] = obj["metadata"]["resourceVersion"]
+        self._keep(obj)
         return obj
 
-    def found(self, obj: dict[str, Any]) -> None:
-        """`obj`, as the API server answered (a read or our write), is what we want."""
-        self._found[_key(obj)] = (obj["metadata"]["resourceVersion"], builders.applied_hash(obj))
+    def read(self, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        """`obj` as the API server answered a read of it."""
+        if obj is not None:
+            self._keep(obj)
+        return obj
 
-    def unchanged(self, desired: dict[str, Any]) -> bool:
-        """Whether the object is, as the watch shows, the version last found to be `desired` (hash annotated)."""
-        key = _key(desired)
-        found, shown = self._found.get(key), self._shown.get(key)
-        return found is not None and found == (shown, builders.applied_hash(desired))
+    def latest(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The latest version the watch showed (or our own write or read produced since), if still trusted."""
+        kept = self._kept.get((kind, namespace, name))
+        if kept is None or time.monotonic() - kept.confirmed > TRUST_SECONDS:
+            return None
+        return json.loads(kept.json)
+
+    def _keep(self, obj: dict[str, Any], new: bool = False) -> None:
+        """Keep `obj` if it is newer than what is kept; `new`: also if nothing is (only the watch starts one)."""
+        key, version = _key(obj), _version(obj)
+        kept = self._kept.get(key)
+        if version is None or (kept is None and not new):
+            return
+        if kept is not None and kept.version > version:
+            return
+        if kept is not None and kept.version == version:
+            kept.confirmed = time.monotonic()
+            return
+        meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+        self._kept[key] = _Kept(version, json.dumps({**obj, "metadata": meta}, separators=(",", ":")),
+                                time.monotonic())

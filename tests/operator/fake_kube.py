@@ -168,7 +168,7 @@ class FakeKube:
         return self.get(ADMINAPI, KIND, namespace, name)
 
     def patch_adminapi_status(self, namespace: str, name: str, update: dict[str, Any], present: set[str],
-                              resource_version: str) -> str:
+                              resource_version: str) -> dict[str, Any]:
         self._request("patch", "AdminApi/status")
         obj = self.objects.get((ADMINAPI, KIND, namespace, name))
         if obj is None:
@@ -188,7 +188,7 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         for hook in self.on_status:
             hook(status)
-        return obj["metadata"]["resourceVersion"]
+        return copy.deepcopy(obj)
 
     # --- what a user does ---------------------------------------------------------------------------
 
