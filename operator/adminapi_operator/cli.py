@@ -7,6 +7,8 @@ import sys
 
 import kopf
 
+from .watched import TRUST_SECONDS
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="adminapi-operator", description=__doc__)
@@ -18,6 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="liveness endpoint to serve (default %(default)s; 'none' to disable)")
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     parser.add_argument("--verbose", action="store_true", help="debug logs (they never carry secret values)")
+    parser.add_argument("--trust-watch-seconds", type=float, default=TRUST_SECONDS, metavar="S",
+                        help="how long a reconcile uses what the watches showed of an object without reading it "
+                             "from the API (default %(default)s; 0: read every object at every reconcile)")
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
         parser.error("say where to watch: --namespace NS (repeatable) or --all-namespaces")
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,
         liveness_endpoint=None if args.liveness == "none" else args.liveness,
+        memo=kopf.Memo(trust_watch_seconds=args.trust_watch_seconds),
     )
     return 0
 

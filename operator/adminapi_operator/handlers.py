@@ -34,7 +34,7 @@ from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 from .health import check_endpoints
 from .kube import Kube, load_api_client
 from .reconcile import RETRY_ANNOTATION, Reconciler, job_state
-from .watched import Watched
+from .watched import TRUST_SECONDS, Watched
 
 OWNED_SELECTOR = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"
 OWNED_RESOURCES = [("apps", "v1", "deployments"), ("", "v1", "services"), ("policy", "v1", "poddisruptionbudgets"),
@@ -140,7 +140,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     settings.posting.enabled = False  # our Events are posted by the reconciler itself, before its status writes
-    memo.reconciler = Reconciler(Kube(load_api_client(QUEUE_WORKERS)), check_health=check_endpoints, watched=Watched())
+    memo.reconciler = Reconciler(Kube(load_api_client(QUEUE_WORKERS)), check_health=check_endpoints,
+                                 watched=Watched(memo.get("trust_watch_seconds", TRUST_SECONDS)))
     memo.locks = {}
     memo.seen = {}  # per AdminApi: what of it asks for a reconcile (uid, generation, retry annotation)
     memo.requeue = Requeue(lambda key: reconcile_now(*key, memo, logging.getLogger(__name__)), workers=QUEUE_WORKERS)

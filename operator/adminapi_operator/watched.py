@@ -43,7 +43,8 @@ class _Kept:
 
 
 class Watched:
-    def __init__(self) -> None:
+    def __init__(self, trust_seconds: float = TRUST_SECONDS) -> None:
+        self.trust_seconds = trust_seconds
         self._kept: dict[Key, _Kept] = {}
         self._wrote: dict[Key, str] = {}  # the resourceVersion our last write of each object produced
 
@@ -75,7 +76,7 @@ class Watched:
     def latest(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The latest version the watch showed (or our own write or read produced since), if still trusted."""
         kept = self._kept.get((kind, namespace, name))
-        if kept is None or time.monotonic() - kept.confirmed > TRUST_SECONDS:
+        if kept is None or time.monotonic() - kept.confirmed >= self.trust_seconds:
             return None
         return json.loads(kept.json)
 

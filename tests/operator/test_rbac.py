@@ -94,8 +94,11 @@ def test_the_verbs_granted_are_exactly_the_verbs_used_and_none_is_refused(
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
 
     with ApiRecorder(kubeconfig) as recorder:
+        # Nothing the watches showed is trusted: every read the operator may send (before a watch shows an object,
+        # or once its trust has run out) is sent here.
         operator = RecordedOperator(recorder.kubeconfig(sa_kubeconfig, tmp_path / "via-proxy"),
-                                    manifest_args(objects), tmp_path / "operator.log").start()
+                                    [*manifest_args(objects), "--trust-watch-seconds", "0"],
+                                    tmp_path / "operator.log").start()
         try:
             spec = {**BASE, "image": A, "rollback": {"restoreDatabase": True}}
             adminapis.create(NAME, spec)

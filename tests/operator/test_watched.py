@@ -2,7 +2,6 @@
 watch showed is trusted, and only for a while; a deletion forgets it."""
 from __future__ import annotations
 
-from adminapi_operator import watched as watched_module
 from adminapi_operator.watched import Watched
 
 
@@ -38,13 +37,13 @@ def test_only_what_a_watch_showed_is_trusted():
     assert _latest(w)["metadata"]["resourceVersion"] == "4"
 
 
-def test_a_deletion_forgets_and_trust_expires(monkeypatch):
+def test_a_deletion_forgets_and_trust_expires():
     w = Watched()
     w.show(_deployment(4))
     w.show(_deployment(4), deleted=True)
     assert _latest(w) is None and not w.echo(_deployment(4))
     w.show(_deployment(5))
-    monkeypatch.setattr(watched_module, "TRUST_SECONDS", -1.0)  # a broken watch re-lists without its deletions
+    w.trust_seconds = 0  # a broken watch re-lists without its deletions: what it kept is read again in time
     assert _latest(w) is None
 
 
