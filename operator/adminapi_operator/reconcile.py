@@ -3,8 +3,9 @@
 Level-based and idempotent: every call reads the AdminApi (spec and status) and the live objects (as the watches
 last showed them, watched.py; else from the API), does the next step, and records it in status. The state
 machine in rollout.py decides; this module observes (Jobs, the Deployment, the instance's pods), acts (one
-idempotent action per step) and records. All rollout state lives in `status`, so an operator restarted at any step, or a status write that failed, picks up where it
-was: Job names carry the attempt id, and a Job is trusted only if it belongs to the attempt.
+idempotent action per step) and records. All rollout state lives in `status`, so an operator restarted at any
+step, or a status write that failed, picks up where it was: Job names carry the attempt id, and a Job is
+trusted only if it belongs to the attempt.
 """
 from __future__ import annotations
 
