@@ -261,10 +261,10 @@ class Reconciler:
     def _observe(self, inst: Instance, deployment: dict[str, Any], template_hash: str | None = None,
                  every_pod: bool = False) -> Progress:
         """The Deployment and every API pod of the instance (listed, terminating ones included). When the
-        Deployment's own counts say every replica runs `template_hash` and is available, its pods can tell nothing
-        more (no trouble, no configuration error) and are not listed, unless `every_pod` (a terminating one too)."""
+        Deployment runs `template_hash` and its own counts say every pod it has is ready, no pod can be in trouble
+        and its counts tell the rest: the pods are not listed, unless `every_pod` (a terminating one counts too)."""
         template_hash = template_hash or _deployment_hash(deployment)
-        if not every_pod and _deployment_hash(deployment) == template_hash and Progress.of(deployment).complete:
+        if not every_pod and _deployment_hash(deployment) == template_hash and _all_ready(deployment):
             return Progress.of(deployment)
         pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name))
         return Progress.of(deployment, pods, template_hash)
@@ -623,6 +623,13 @@ def _time(iso: str) -> datetime.datetime:
 
 def _replica_fields(progress: Progress) -> dict[str, Any]:
     return {"replicas": progress.replicas, "readyReplicas": progress.ready, "ready": f"{progress.ready}/{progress.replicas}"}
+
+
+def _all_ready(deployment: dict[str, Any]) -> bool:
+    """The controller has seen the Deployment's template, and every pod it counts (of any template) is ready."""
+    status = deployment.get("status") or {}
+    return (int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
+            and int(status.get("readyReplicas") or 0) >= int(status.get("replicas") or 0))
 
 
 def _deployment_hash(deployment: dict[str, Any] | None) -> str | None:

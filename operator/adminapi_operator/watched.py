@@ -4,7 +4,7 @@ informer caches do), and a watch event that shows nothing new queues no reconcil
 
 - Trusted only for an object the watch has shown, and for TRUST_SECONDS after the watch, our own write or a
   read last confirmed it: a reconcile without watches (or before the first event) reads from the API as
-  before, and Kopf re-lists after a broken watch without saying what was deleted meanwhile.
+  before.
 - A version replaces the one kept only if it is newer (the resourceVersions of one etcd compare as integers):
   a watch event that arrives after our own write never takes its place.
 - An event that shows exactly the version our own write produced is that write coming back: the reconcile
@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[str, str, str]  # kind, namespace, name
-TRUST_SECONDS = 300.0  # Kopf's watch requests end after 300 s (handlers.py): a gap is re-listed within that
+# A broken watch is resumed from its resourceVersion (every event since, deletions included) or, if that is gone,
+# re-listed, and a re-list says nothing of what was deleted meanwhile: what a gap may hide is read again in time.
+TRUST_SECONDS = 600.0
 
 
 def _key(obj: dict[str, Any]) -> Key:

@@ -273,8 +273,8 @@ def test_a_rollout_reads_nothing_its_watches_showed(memo, monkeypatch):
     """Issue 13: at 1,000 AdminApis an image change read the Deployment 7,737 times, listed the pods 7,738 times,
     read the AdminApi 6,066 times and the PodDisruptionBudget 2,414 times, where the watches had shown every
     version already. A reconcile reads from memory what the watch showed (a Job only until the watch shows it),
-    and lists the pods only while the Deployment's own counts cannot say that every replica runs its
-    template. A status write on a version that changed meanwhile is a conflict, and then the AdminApi is read."""
+    and lists the pods only when the Deployment's own counts say one is not ready (only the pod says why). A
+    status write on a version that changed meanwhile is a conflict, and then the AdminApi is read."""
     kube = memo.reconciler.kube
     monkeypatch.setattr(handlers, "RESYNC_SECONDS", 3600.0)
 
