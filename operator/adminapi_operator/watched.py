@@ -16,6 +16,7 @@ Kept as JSON without managedFields: a few KB per object, and each reader gets it
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,12 +50,14 @@ class Watched:
         self.trust_seconds = trust_seconds
         self._kept: dict[Key, _Kept] = {}
         self._wrote: dict[Key, str] = {}  # the resourceVersion our last write of each object produced
+        self._lock = threading.Lock()  # watch events come on Kopf's loop, writes and reads on the queue's workers
 
     def show(self, obj: dict[str, Any], deleted: bool = False) -> None:
         """A watch event."""
         if deleted:
-            self._kept.pop(_key(obj), None)
-            self._wrote.pop(_key(obj), None)
+            with self._lock:
+                self._kept.pop(_key(obj), None)
+                self._wrote.pop(_key(obj), None)
         else:
             self._keep(obj, new=True)
 
@@ -85,14 +88,15 @@ class Watched:
     def _keep(self, obj: dict[str, Any], new: bool = False) -> None:
         """Keep `obj` if it is newer than what is kept; `new`: also if nothing is (only the watch starts one)."""
         key, version = _key(obj), _version(obj)
-        kept = self._kept.get(key)
-        if version is None or (kept is None and not new):
+        if version is None:
             return
-        if kept is not None and kept.version > version:
-            return
-        if kept is not None and kept.version == version:
-            kept.confirmed = time.monotonic()
-            return
-        meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
-        self._kept[key] = _Kept(version, json.dumps({**obj, "metadata": meta}, separators=(",", ":")),
-                                time.monotonic())
+        with self._lock:  # compared and replaced at once: an older version never lands over a newer one
+            kept = self._kept.get(key)
+            if (kept is None and not new) or (kept is not None and kept.version > version):
+                return
+            if kept is not None and kept.version == version:
+                kept.confirmed = time.monotonic()
+                return
+            meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+            self._kept[key] = _Kept(version, json.dumps({**obj, "metadata": meta}, separators=(",", ":")),
+                                    time.monotonic())
