@@ -118,6 +118,19 @@ class KwokCluster:
             raise AssertionError(f"kubectl {' '.join(args[:4])}... failed: {done.stderr[-2000:]}")
         return done
 
+    def components(self) -> dict[str, int]:
+        """The cluster's processes (etcd, kube-apiserver, ...), by name: those whose command line names its
+        directory (their certificates, data and logs are there)."""
+        found = {}
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:  # not a process, or gone meanwhile
+                continue
+            if proc.name.isdigit() and any(str(self.cluster_dir).encode() in arg for arg in argv):
+                found[Path(argv[0].decode()).name] = int(proc.name)
+        return found
+
     def api_client(self) -> client.ApiClient:
         api = config.new_client_from_config(config_file=str(self.kubeconfig))
         api.user_agent = BENCH_AGENT
@@ -231,6 +244,23 @@ class ProcessStats:
         stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(stat[11]) + int(stat[12])) / self._tick  # utime, stime (fields 14, 15)
         return ProcessSample(time.time(), _kib(fields["VmRSS"]) / 1024, _kib(fields["VmHWM"]) / 1024, cpu)
+
+
+class GroupStats:
+    """CPU seconds of several processes (the cluster's components), by name, between two samples."""
+
+    def __init__(self, pids: dict[str, int]):
+        self._stats = {name: ProcessStats(pid) for name, pid in pids.items()}
+        self._start: dict[str, float] = {}
+
+    def _cpu(self) -> dict[str, float]:
+        return {name: stats.sample().cpu_seconds for name, stats in self._stats.items()}
+
+    def start(self) -> None:
+        self._start = self._cpu()
+
+    def since_start(self) -> dict[str, float]:
+        return {name: round(cpu - self._start[name], 1) for name, cpu in self._cpu().items()}
 
 
 def _kib(value: str) -> float:

@@ -41,7 +41,7 @@ from kubernetes import client
 from adminapi_operator import GROUP, PLURAL, VERSION, builders
 from adminapi_operator.rollout import attempt_id
 from adminapi_operator.spec import AdminApiSpec
-from tests.bench.fleet import FleetWatch, KwokCluster, ProcessStats, read_audit, requests_by
+from tests.bench.fleet import FleetWatch, GroupStats, KwokCluster, ProcessStats, read_audit, requests_by
 from tests.bench.report import Figure, Report
 from tests.support.kube import REPO_ROOT, wait_for
 from tests.support.services import RUN_DIR
@@ -253,6 +253,13 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
 
     say(f"\nfleet: {FLEET_SIZE} instances over {NAMESPACES} namespaces, {cluster.nodes} kwok nodes; "
         f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    # What each round cost the cluster's own processes: where the time goes when the API server is the bottleneck.
+    control_plane = GroupStats(cluster.components())
+    control_plane_cpu: dict[str, dict[str, float]] = {}
+
+    def cluster_cpu(what: str) -> str:
+        control_plane_cpu[what] = used = control_plane.since_start()
+        return "control plane CPU " + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in sorted(used.items()))
 
     # 1. By hand (no operator running yet).
     hand_done: dict[str, float] = {}
@@ -260,6 +267,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     def timed(step: str, t0: float) -> None:
         hand_done[step] = max(hand_done.get(step, 0.0), time.monotonic() - t0)
 
+    control_plane.start()
     cpu0, t0 = children_cpu(), time.monotonic()
 
     def rollout_status_by_hand(ns: str) -> None:
@@ -275,9 +283,11 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     in_parallel(create_by_hand)
     hand_create, hand_create_steps, hand_create_cpu = time.monotonic() - t0, dict(hand_done), children_cpu() - cpu0
     say(f"by hand: apply + rollout status of {FLEET_SIZE} instances' objects: {hand_create:.1f} s "
-        f"(applies done at {hand_create_steps['applied']:.1f} s), kubectl CPU {hand_create_cpu:.1f} s")
+        f"(applies done at {hand_create_steps['applied']:.1f} s), kubectl CPU {hand_create_cpu:.1f} s; "
+        f"{cluster_cpu('by hand: create')}")
 
     hand_done.clear()
+    control_plane.start()
     cpu0, t0 = children_cpu(), time.monotonic()
 
     def change_by_hand(i: int) -> None:
@@ -294,7 +304,8 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     in_parallel(change_by_hand)
     hand_change, hand_change_steps, hand_change_cpu = time.monotonic() - t0, dict(hand_done), children_cpu() - cpu0
     say(f"by hand: image change (backup Jobs, migration Jobs, Deployments, rollout status): {hand_change:.1f} s "
-        f"({', '.join(f'{k} at {v:.1f} s' for k, v in hand_change_steps.items())}), kubectl CPU {hand_change_cpu:.1f} s")
+        f"({', '.join(f'{k} at {v:.1f} s' for k, v in hand_change_steps.items())}), kubectl CPU {hand_change_cpu:.1f} s; "
+        f"{cluster_cpu('by hand: image change')}")
     # The operator's rounds run on the cluster the baseline had: the hand fleet (Deployments, pods, Jobs) goes
     # first, or the controllers and kwok would carry twice the objects through the operator's rounds.
     t0 = time.monotonic()
@@ -322,6 +333,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
             before, wall0 = stats.sample(), time.time()
             fleet.expect(ready_on(image))
             clock.reset()
+            control_plane.start()
             t0 = time.monotonic()
             applied: list[float] = []
 
@@ -341,7 +353,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
                             "peak_rss_mib": after.peak_rss_mib, "phases": clock.summary()}
             say(f"operator: {what}: all {FLEET_SIZE} Ready in {took:.1f} s (applies done at {max(applied):.1f} s; "
                 f"half Ready at {rounds[what]['instances_ready_s']['p50']:.1f} s), CPU {rounds[what]['cpu_s']:.1f} s, "
-                f"RSS {after.rss_mib:.0f} MiB (peak {after.peak_rss_mib:.0f})")
+                f"RSS {after.rss_mib:.0f} MiB (peak {after.peak_rss_mib:.0f}); {cluster_cpu(f'operator: {what}')}")
             say(f"  first seen in each phase (median, last; s): "
                 + ", ".join(f"{p} {v['median_s']}/{v['last_s']}" for p, v in rounds[what]["phases"].items()))
             return took
@@ -379,6 +391,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
 
     size = f"{FLEET_SIZE:,}"
     details = {"fleet_size": FLEET_SIZE, "namespaces": NAMESPACES, "nodes": cluster.nodes, "rounds": rounds,
+               "control_plane_cpu_s": control_plane_cpu,
                "by_hand": {"create_steps_s": hand_create_steps, "image_change_steps_s": hand_change_steps,
                            "create_kubectl_cpu_s": hand_create_cpu, "image_change_kubectl_cpu_s": hand_change_cpu},
                "operator": {"idle_rss_mib": idle.rss_mib, "rss_mib_at_rest": rest.rss_mib,
