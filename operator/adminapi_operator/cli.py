@@ -29,13 +29,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class WaitsAreNotErrors(logging.Filter):
-    """Kopf logs a handler's TemporaryError as an error; ours only say that a rollout step is under way."""
+class QuietEventHandlers(logging.Filter):
+    """Kopf logs "Handler ... succeeded." for every watch event it hands to our handlers (49,029 lines in one
+    image change of 1,000 instances, written from the event loop the watches run on). Our handlers only queue a
+    reconcile, and the reconcile logs what it does: without --verbose, these lines go."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
+        return not (record.levelno == logging.INFO and record.getMessage().endswith(" succeeded.")
+                    and record.getMessage().startswith("Handler "))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(debug=args.verbose, verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
-    logging.getLogger("kopf.objects").addFilter(WaitsAreNotErrors())
+    if not args.verbose:
+        logging.getLogger("kopf.objects").addFilter(QuietEventHandlers())
     kopf.run(
         standalone=True,  # one replica with the Recreate strategy: no peering needed
         clusterwide=args.all_namespaces,

@@ -144,8 +144,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
                                  watched=Watched(memo.get("trust_watch_seconds", TRUST_SECONDS)))
     memo.locks = {}
     memo.seen = {}  # per AdminApi: what of it asks for a reconcile (uid, generation, retry annotation)
-    memo.requeue = Requeue(lambda key: reconcile_now(*key, memo, logging.getLogger(__name__)), workers=QUEUE_WORKERS)
+    memo.requeue = Requeue(lambda key: reconcile_now(*key, memo, instance_logger(*key)), workers=QUEUE_WORKERS)
     memo.requeue.start()
+
+
+def instance_logger(namespace: str, name: str) -> logging.LoggerAdapter:
+    """Our lines about an instance name it as Kopf's own do: `[ns/name]` in plain logs, `object` in JSON."""
+    return logging.LoggerAdapter(logging.getLogger(__name__), {"k8s_skip": True, "k8s_ref": {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "namespace": namespace, "name": name}})
 
 
 @kopf.on.cleanup()
@@ -154,7 +160,7 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
         memo.requeue.stop()
 
 
-def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> float | None:
+def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.LoggerAdapter) -> float | None:
     """Reconcile one instance now; returns when to come back (None: it is gone; AT_REST: on a watch event only).
     Never raises an API error: a busy or unreachable API server is tried again in seconds."""
     watched = memo.reconciler.watched
@@ -185,7 +191,7 @@ def _reconcile(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logge
     return AT_REST if outcome.at_rest else RESYNC_SECONDS
 
 
-def reconcile_now(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger) -> None:
+def reconcile_now(namespace: str, name: str, memo: kopf.Memo, logger: logging.LoggerAdapter) -> None:
     """Reconcile under the instance's lock, and say when to come back while still holding it: the answer of
     the latest reconcile replaces an earlier one, so a retry asked for by a reconcile that met an error does
     not outlive the successful reconcile after it (an instance at rest is not reconciled again for nothing)."""

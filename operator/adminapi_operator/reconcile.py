@@ -114,6 +114,8 @@ class Instance:
     pending: dict[str, Any] = field(default_factory=dict)  # status fields to write with the next step
     # When to look again at a step under way (a step's action may lower it); read at each reconcile.
     poll: float = field(default_factory=lambda: WATCHED_POLL_SECONDS)
+    # The instance's API pods as listed in this reconcile: its steps observe the same moment, with one LIST.
+    pods: list[dict[str, Any]] | None = None
 
     @property
     def spec_changed(self) -> bool:
@@ -262,12 +264,14 @@ class Reconciler:
                  every_pod: bool = False) -> Progress:
         """The Deployment and every API pod of the instance (listed, terminating ones included). When the
         Deployment runs `template_hash` and its own counts say every pod it has is ready, no pod can be in trouble
-        and its counts tell the rest: the pods are not listed, unless `every_pod` (a terminating one counts too)."""
+        and its counts tell the rest: the pods are not listed, unless `every_pod` (a terminating one counts too,
+        and they are listed now, not earlier in this reconcile)."""
         template_hash = template_hash or _deployment_hash(deployment)
         if not every_pod and _deployment_hash(deployment) == template_hash and _all_ready(deployment):
             return Progress.of(deployment)
-        pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name))
-        return Progress.of(deployment, pods, template_hash)
+        if inst.pods is None or every_pod:
+            inst.pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name))
+        return Progress.of(deployment, inst.pods, template_hash)
 
     def _list_new_pods(self, inst: Instance, template_hash: str) -> list[dict[str, Any]]:
         labels = {**builders.api_pod_labels(inst.owner.name), builders.TEMPLATE_HASH_LABEL: template_hash}
@@ -326,6 +330,9 @@ class Reconciler:
         attempt = {"id": attempt_id(desired_hash, number), "number": number, "templateHash": desired_hash,
                    "image": spec.image, "fromImage": last_good["image"], "fromTemplateHash": last_good["templateHash"],
                    "step": first_step(spec.backup_enabled).value, "startedAt": self.now_iso()}
+        if spec.backup_enabled:  # chosen now, so that the first step's record holds it (one status write, not two)
+            attempt["backupKey"] = builders.backup_key(inst.owner.namespace, inst.owner.name, last_good["image"],
+                                                       attempt["id"], attempt["startedAt"])
         retry = " (retry)" if inst.retry_requested else ""
         self._event(inst, "Normal", "RolloutStarted",
                     f"attempt {attempt['id']}{retry}: rolling out {spec.image} (from {last_good['image']})", attempt)
@@ -387,7 +394,7 @@ class Reconciler:
                 return On.FAILED, ("spec.backup is enabled but spec.minio is incomplete (endpoint, bucket, "
                                    "accessKeySecretRef, secretKeySecretRef): nothing was rolled out; "
                                    f"{attempt['fromImage']} keeps running")
-            if "backupKey" not in attempt:
+            if "backupKey" not in attempt:  # an attempt started by an operator that chose it here
                 attempt["backupKey"] = builders.backup_key(owner.namespace, owner.name, last_good["image"], aid,
                                                            attempt["startedAt"])
                 self._record(inst, attempt)
@@ -502,13 +509,19 @@ class Reconciler:
 
     def _run_job(self, inst: Instance, attempt: dict[str, Any], job: dict[str, Any], started: str, what: str) -> On:
         """Create `job` once and say how it went. A Job of that name from another attempt is never trusted."""
-        name = job["metadata"]["name"]
-        live = self._read("batch/v1", "Job", inst.owner.namespace, name)
-        if live is not None and not _belongs(live, attempt["id"], inst.owner.uid):
+        name, namespace = job["metadata"]["name"], inst.owner.namespace
+        live = self.watched.latest("Job", namespace, name)
+        if live is None and self.watched.exists("Job", namespace, name):
+            live = self.watched.read(self.kube.get("batch/v1", "Job", namespace, name))
+        if live is None:  # created without a read first: only a name taken (409) is read, to see whose it is
+            live = self.kube.create(job)
+            if live is not None:
+                self.watched.wrote(live)
+                self._event(inst, "Normal", started, f"Job {name} {what}", attempt, key=name)
+            else:
+                live = self.watched.read(self.kube.get("batch/v1", "Job", namespace, name))
+        if live is None or not _belongs(live, attempt["id"], inst.owner.uid):
             raise Waiting(f"Job {name} belongs to another attempt or AdminApi; waiting for it to be removed", 5)
-        if live is None:
-            live = self.watched.wrote(self.kube.apply(job))
-            self._event(inst, "Normal", started, f"Job {name} {what}", attempt, key=name)
         state = job_state(live)
         return {"Complete": On.DONE, "Failed": On.FAILED}.get(state, On.RUNNING)
 

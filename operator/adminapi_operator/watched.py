@@ -50,6 +50,7 @@ class Watched:
         self.trust_seconds = trust_seconds
         self._kept: dict[Key, _Kept] = {}
         self._wrote: dict[Key, str] = {}  # the resourceVersion our last write of each object produced
+        self._exists: set[Key] = set()  # shown, written or read, and no deletion shown since
         self._lock = threading.Lock()  # watch events come on Kopf's loop, writes and reads on the queue's workers
 
     def show(self, obj: dict[str, Any], deleted: bool = False) -> None:
@@ -58,8 +59,14 @@ class Watched:
             with self._lock:
                 self._kept.pop(_key(obj), None)
                 self._wrote.pop(_key(obj), None)
+                self._exists.discard(_key(obj))
         else:
             self._keep(obj, new=True)
+
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the object exists as far as this process saw (a watch, our own write or read): a Job to
+        read, not to create."""
+        return (kind, namespace, name) in self._exists
 
     def echo(self, obj: dict[str, Any]) -> bool:
         """Whether a watch event shows the very version our own last write of the object produced."""
@@ -91,6 +98,7 @@ class Watched:
         if version is None:
             return
         with self._lock:  # compared and replaced at once: an older version never lands over a newer one
+            self._exists.add(key)
             kept = self._kept.get(key)
             if (kept is None and not new) or (kept is not None and kept.version > version):
                 return

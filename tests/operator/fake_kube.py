@@ -144,17 +144,22 @@ class FakeKube:
         return [copy.deepcopy(o) for (a, k, ns, _), o in self.objects.items()
                 if (a, k, ns) == (api_version, kind, namespace) and _matches(o, labels)]
 
-    def create_if_absent(self, obj: dict[str, Any]) -> bool:
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         meta = obj["metadata"]
         key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         if key in self.objects:
             self._request("post", obj["kind"], code=409)
-            return False
+            return None
         self._request("post", obj["kind"])
         new = copy.deepcopy(obj)
         self._defaults(new)
+        for hook in self.on_create:
+            hook(new)
         self._store(key, new)
-        return True
+        return copy.deepcopy(new)
+
+    def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        return self.create(obj) is not None
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
         if key is not None and any(e["key"] == key for e in self.events):

@@ -550,6 +550,38 @@ def test_a_steady_instance_makes_no_write_and_no_failing_request():
     assert "DriftRepaired" not in h.reasons()
 
 
+def test_a_rollout_sends_each_request_once():
+    """Issue 13: at 1,000 instances the API server is the bottleneck, so a rollout sends nothing twice: the attempt
+    starts with one status write (its backup key chosen with it), each Job is created without a read first (a
+    POST: a taken name is a 409, and only then is it read), and a reconcile lists the pods once at most."""
+    h = Harness()
+    h.ready()
+    h.settle(3)
+    h.kube.patch_spec(NAME, {"image": B})
+    before = len(h.kube.requests)
+    h.step()
+    first = h.kube.requests[before:]
+    assert first.count(("patch", "AdminApi/status", 200)) == 1, first
+    assert h.status["rollout"]["step"] == "BackingUp" and h.status["rollout"]["backupKey"]
+    assert [(verb, code) for verb, kind, code in first if kind == "Job"] == [("post", 200)]
+    while not (h.status.get("lastGoodImage") == B and h.at_rest(h.status)):
+        before = len(h.kube.requests)
+        h.step()
+        assert [k for v, k, _ in h.kube.requests[before:] if v == "list"].count("Pod") <= 1, h.status["phase"]
+        assert len(h.kube.requests) < 2000, h.status
+    # The backup's and the migration's, created once each; read after that (this harness runs no watch).
+    assert [(verb, code) for verb, kind, code in h.kube.requests if kind == "Job" and verb != "get"] == \
+        [("post", 200), ("post", 200)]
+    h.kube.job_seconds = 3600.0
+    h.kube.patch_spec(NAME, {"image": C})
+    h.run(lambda s: len(h.jobs("backup")) == 2)
+    h.restart()  # a new operator knows nothing: the name taken is a 409, read, and from then on only read
+    before = len(h.kube.requests)
+    h.settle(4)
+    jobs = [(verb, code) for verb, kind, code in h.kube.requests[before:] if kind == "Job"]
+    assert jobs == [("post", 409)] + [("get", 200)] * 4, jobs
+
+
 def test_zero_values_the_server_leaves_out_are_no_drift():
     """The API server does not store the zero value of an `omitempty` field (a probe's initialDelaySeconds: 0, an
     env var's value: ""): every reconcile saw drift, applied and posted DriftRepaired."""

@@ -37,6 +37,17 @@ def test_only_what_a_watch_showed_is_trusted():
     assert _latest(w)["metadata"]["resourceVersion"] == "4"
 
 
+def test_what_exists_is_known_from_a_write_a_read_or_a_watch_until_a_deletion():
+    """A Job we created (or read) is read, not created again: its POST would be a 409 each time."""
+    for seen in ("wrote", "read", "show"):
+        w = Watched()
+        assert not w.exists("Deployment", "ns", "d")
+        getattr(w, seen)(_deployment(3))
+        assert w.exists("Deployment", "ns", "d"), seen
+        w.show(_deployment(4), deleted=True)
+        assert not w.exists("Deployment", "ns", "d"), seen
+
+
 def test_a_deletion_forgets_and_trust_expires():
     w = Watched()
     w.show(_deployment(4))
