@@ -38,10 +38,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from adminapi_operator import GROUP, PLURAL, VERSION, builders
+from adminapi_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, builders
 from adminapi_operator.rollout import attempt_id
 from adminapi_operator.spec import AdminApiSpec
-from tests.bench.fleet import FleetWatch, GroupStats, KwokCluster, ProcessStats, read_audit, requests_by
+from tests.bench.fleet import (FleetWatch, GroupStats, KwokCluster, ProcessStats, read_audit, requests_by,
+                               requests_by_client)
 from tests.bench.report import Figure, Report
 from tests.support.kube import REPO_ROOT, wait_for
 from tests.support.services import RUN_DIR
@@ -199,6 +200,18 @@ def ready_on(image: str) -> Callable[[dict[str, Any]], bool]:
                         and not _status(obj).get("rollout"))
 
 
+def rolled_out(image: str) -> Callable[[dict[str, Any]], bool]:
+    """A Deployment on `image` whose rollout is complete, as `kubectl rollout status` means it."""
+    def complete(dep: dict[str, Any]) -> bool:
+        spec, status = dep.get("spec") or {}, _status(dep)
+        want = spec.get("replicas", 1)
+        return (spec["template"]["spec"]["containers"][0]["image"] == image
+                and status.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+                and status.get("updatedReplicas") == want and status.get("replicas") == want
+                and status.get("availableReplicas") == want)
+    return complete
+
+
 def describe(obj: dict[str, Any]) -> str:
     s = _status(obj)
     return (f"phase={s.get('phase')!r} ready={s.get('ready')!r} lastGoodImage={s.get('lastGoodImage')!r} "
@@ -267,8 +280,9 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     def timed(step: str, t0: float) -> None:
         hand_done[step] = max(hand_done.get(step, 0.0), time.monotonic() - t0)
 
+    windows: dict[str, tuple[float, float]] = {}  # each round's wall-clock window, for the audit log
     control_plane.start()
-    cpu0, t0 = children_cpu(), time.monotonic()
+    cpu0, t0, wall0 = children_cpu(), time.monotonic(), time.time()
 
     def rollout_status_by_hand(ns: str) -> None:
         cluster.kubectl("-n", ns, "rollout", "status", "deployment", "-l", "app.kubernetes.io/managed-by=hand",
@@ -282,13 +296,14 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
         timed("rolled out", t0)
     in_parallel(create_by_hand)
     hand_create, hand_create_steps, hand_create_cpu = time.monotonic() - t0, dict(hand_done), children_cpu() - cpu0
+    windows["by hand: create"] = (wall0, time.time())
     say(f"by hand: apply + rollout status of {FLEET_SIZE} instances' objects: {hand_create:.1f} s "
         f"(applies done at {hand_create_steps['applied']:.1f} s), kubectl CPU {hand_create_cpu:.1f} s; "
         f"{cluster_cpu('by hand: create')}")
 
     hand_done.clear()
     control_plane.start()
-    cpu0, t0 = children_cpu(), time.monotonic()
+    cpu0, t0, wall0 = children_cpu(), time.monotonic(), time.time()
 
     def change_by_hand(i: int) -> None:
         ns = names("hand")[i]
@@ -303,6 +318,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
         timed("rolled out", t0)
     in_parallel(change_by_hand)
     hand_change, hand_change_steps, hand_change_cpu = time.monotonic() - t0, dict(hand_done), children_cpu() - cpu0
+    windows["by hand: image change"] = (wall0, time.time())
     say(f"by hand: image change (backup Jobs, migration Jobs, Deployments, rollout status): {hand_change:.1f} s "
         f"({', '.join(f'{k} at {v:.1f} s' for k, v in hand_change_steps.items())}), kubectl CPU {hand_change_cpu:.1f} s; "
         f"{cluster_cpu('by hand: image change')}")
@@ -320,6 +336,14 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     def list_adminapis(**kwargs: Any) -> Any:
         return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
     fleet = FleetWatch(list_adminapis, set(names("op")), on_change=clock).start()
+    apps = client.AppsV1Api(api)
+
+    def list_deployments(**kwargs: Any) -> Any:
+        return apps.list_deployment_for_all_namespaces(
+            label_selector=f"app.kubernetes.io/managed-by={FIELD_MANAGER}", **kwargs)
+    # When each instance's Deployment completed its rollout, as `rollout status` sees it: the operator's lag is
+    # from then to its AdminApi's Ready (the controllers' and kwok's share of a round is before).
+    deployments = FleetWatch(list_deployments, set(names("op"))).start()
     operator = start_operator(cluster)
     stats = ProcessStats(operator.pid)
     try:
@@ -332,6 +356,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
         def operator_round(what: str, image: str) -> float:
             before, wall0 = stats.sample(), time.time()
             fleet.expect(ready_on(image))
+            deployments.expect(rolled_out(image))
             clock.reset()
             control_plane.start()
             t0 = time.monotonic()
@@ -344,16 +369,24 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
             in_parallel(apply)
             met = fleet.wait(FLEET_SIZE, READY_TIMEOUT, describe)
             took = max(met.values()) - t0
+            rolled = deployments.met()
+            lag = sorted(met[key] - rolled[key] for key in met if key in rolled)
             after = stats.sample()
             times = sorted(t - t0 for t in met.values())
             rounds[what] = {"seconds": took, "applied_s": max(applied), "wall": (wall0, time.time()),
                             "instances_ready_s": {"p50": times[len(times) // 2], "p90": times[int(len(times) * 0.9)],
                                                   "last": times[-1]},
+                            "deployment_rolled_out_to_ready_s": {
+                                "instances": len(lag), "p50": lag[len(lag) // 2] if lag else None,
+                                "p90": lag[int(len(lag) * 0.9)] if lag else None, "max": lag[-1] if lag else None},
                             "cpu_s": after.cpu_seconds - before.cpu_seconds, "rss_mib": after.rss_mib,
                             "peak_rss_mib": after.peak_rss_mib, "phases": clock.summary()}
             say(f"operator: {what}: all {FLEET_SIZE} Ready in {took:.1f} s (applies done at {max(applied):.1f} s; "
                 f"half Ready at {rounds[what]['instances_ready_s']['p50']:.1f} s), CPU {rounds[what]['cpu_s']:.1f} s, "
                 f"RSS {after.rss_mib:.0f} MiB (peak {after.peak_rss_mib:.0f}); {cluster_cpu(f'operator: {what}')}")
+            if lag:
+                say(f"  from its Deployment rolled out to its AdminApi Ready (s): median {lag[len(lag) // 2]:.1f}, "
+                    f"p90 {lag[int(len(lag) * 0.9)]:.1f}, max {lag[-1]:.1f} ({len(lag)} instances)")
             say(f"  first seen in each phase (median, last; s): "
                 + ", ".join(f"{p} {v['median_s']}/{v['last_s']}" for p, v in rounds[what]["phases"].items()))
             return took
@@ -370,6 +403,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
         rest = stats.sample()
     finally:
         fleet.stop()
+        deployments.stop()
         operator.terminate()
         try:
             operator.wait(timeout=30)
@@ -387,11 +421,18 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     say(f"operator at rest for {rest1 - rest0:.0f} s: {steady_requests} requests ({per_minute:.0f}/min; "
         f"{dict(Counter({f'{v} {r}': n for (v, r), n in steady.items()}).most_common(8))}), "
         f"RSS {rest.rss_mib:.0f} MiB, peak {rest.peak_rss_mib:.0f} MiB, CPU {rest.cpu_seconds:.1f} s in all")
+    windows.update({f"operator: {what}": r["wall"] for what, r in rounds.items()})
+    by_client = requests_by_client(cluster.audit_log, windows)
+    for what, counts in by_client.items():
+        say(f"every client's requests during {what}: {sum(counts.values())} ("
+            + ", ".join(f"{c} {v} {r} {n}" for (c, v, r), n in counts.most_common(14)) + ")")
     say(f"load average at the end {os.getloadavg()[0]:.2f}")
 
     size = f"{FLEET_SIZE:,}"
     details = {"fleet_size": FLEET_SIZE, "namespaces": NAMESPACES, "nodes": cluster.nodes, "rounds": rounds,
                "control_plane_cpu_s": control_plane_cpu,
+               "requests_by_client": {what: {" ".join(k): n for k, n in counts.most_common(40)}
+                                      for what, counts in by_client.items()},
                "by_hand": {"create_steps_s": hand_create_steps, "image_change_steps_s": hand_change_steps,
                            "create_kubectl_cpu_s": hand_create_cpu, "image_change_kubectl_cpu_s": hand_change_cpu},
                "operator": {"idle_rss_mib": idle.rss_mib, "rss_mib_at_rest": rest.rss_mib,
