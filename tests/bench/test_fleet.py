@@ -270,9 +270,13 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     control_plane = GroupStats(cluster.components())
     control_plane_cpu: dict[str, dict[str, float]] = {}
 
-    def cluster_cpu(what: str) -> str:
+    def cluster_cpu(what: str, client_cpu: float, seconds: float) -> str:
+        """The control plane's CPU in a round, and all of it with the client's (kubectl or the operator): on
+        these 2 cores a round's wall time follows its CPU."""
         control_plane_cpu[what] = used = control_plane.since_start()
-        return "control plane CPU " + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in sorted(used.items()))
+        busy = sum(used.values()) + client_cpu
+        return ("control plane CPU " + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in sorted(used.items()))
+                + f"; with the client's, {busy:.0f} CPU-s: {busy / seconds:.2f} cores busy")
 
     # 1. By hand (no operator running yet).
     hand_done: dict[str, float] = {}
@@ -299,7 +303,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     windows["by hand: create"] = (wall0, time.time())
     say(f"by hand: apply + rollout status of {FLEET_SIZE} instances' objects: {hand_create:.1f} s "
         f"(applies done at {hand_create_steps['applied']:.1f} s), kubectl CPU {hand_create_cpu:.1f} s; "
-        f"{cluster_cpu('by hand: create')}")
+        f"{cluster_cpu('by hand: create', hand_create_cpu, hand_create)}")
 
     hand_done.clear()
     control_plane.start()
@@ -321,7 +325,7 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
     windows["by hand: image change"] = (wall0, time.time())
     say(f"by hand: image change (backup Jobs, migration Jobs, Deployments, rollout status): {hand_change:.1f} s "
         f"({', '.join(f'{k} at {v:.1f} s' for k, v in hand_change_steps.items())}), kubectl CPU {hand_change_cpu:.1f} s; "
-        f"{cluster_cpu('by hand: image change')}")
+        f"{cluster_cpu('by hand: image change', hand_change_cpu, hand_change)}")
     # The operator's rounds run on the cluster the baseline had: the hand fleet (Deployments, pods, Jobs) goes
     # first, or the controllers and kwok would carry twice the objects through the operator's rounds.
     t0 = time.monotonic()
@@ -383,7 +387,8 @@ def test_operator_at_fleet_scale(cluster: KwokCluster, bench_report: Report, cap
                             "peak_rss_mib": after.peak_rss_mib, "phases": clock.summary()}
             say(f"operator: {what}: all {FLEET_SIZE} Ready in {took:.1f} s (applies done at {max(applied):.1f} s; "
                 f"half Ready at {rounds[what]['instances_ready_s']['p50']:.1f} s), CPU {rounds[what]['cpu_s']:.1f} s, "
-                f"RSS {after.rss_mib:.0f} MiB (peak {after.peak_rss_mib:.0f}); {cluster_cpu(f'operator: {what}')}")
+                f"RSS {after.rss_mib:.0f} MiB (peak {after.peak_rss_mib:.0f}); "
+                f"{cluster_cpu(f'operator: {what}', rounds[what]['cpu_s'], took)}")
             if lag:
                 say(f"  from its Deployment rolled out to its AdminApi Ready (s): median {lag[len(lag) // 2]:.1f}, "
                     f"p90 {lag[int(len(lag) * 0.9)]:.1f}, max {lag[-1]:.1f} ({len(lag)} instances)")
