@@ -35,8 +35,10 @@ class QuietEventHandlers(logging.Filter):
     reconcile, and the reconcile logs what it does: without --verbose, these lines go."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.INFO and record.getMessage().endswith(" succeeded.")
-                    and record.getMessage().startswith("Handler "))
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        return not (message.startswith("Handler ") and message.endswith(" succeeded."))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,7 +105,8 @@ class Kube:
                 raise
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Create, never overwrite: the object created, or None if one of that name exists (AlreadyExists)."""
+        """Create, never overwrite (a generated Secret, a Job): the object created, or None if one of that name
+        exists (AlreadyExists)."""
         try:
             return self._call("POST", _path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"]),
                               query={"fieldManager": FIELD_MANAGER}, body=obj)
@@ -113,10 +114,6 @@ class Kube:
             if e.status == 409:
                 return None
             raise
-
-    def create_if_absent(self, obj: dict[str, Any]) -> bool:
-        """Create once and never overwrite (for generated secrets). True if this call created it."""
-        return self.create(obj) is not None
 
     def get_adminapi(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(f"{GROUP}/{VERSION}", KIND, namespace, name)

@@ -227,7 +227,7 @@ class Reconciler:
         name = builders.bootstrap_secret_name(owner.name)
         if inst.status.get("bootstrapSecret") != name:
             secret = builders.bootstrap_secret(owner, BOOTSTRAP_ADMIN, secrets.token_urlsafe(24))
-            if self.kube.create_if_absent(secret):
+            if self.kube.create(secret) is not None:  # else made before (by our previous run, say): kept
                 self._event(inst, "Normal", "SecretCreated", f"generated the first admin's credentials in Secret {name}")
             self._write(inst, {"bootstrapSecret": name})
         self._apply(inst, builders.service(owner, spec))
@@ -331,8 +331,7 @@ class Reconciler:
                    "image": spec.image, "fromImage": last_good["image"], "fromTemplateHash": last_good["templateHash"],
                    "step": first_step(spec.backup_enabled).value, "startedAt": self.now_iso()}
         if spec.backup_enabled:  # chosen now, so that the first step's record holds it (one status write, not two)
-            attempt["backupKey"] = builders.backup_key(inst.owner.namespace, inst.owner.name, last_good["image"],
-                                                       attempt["id"], attempt["startedAt"])
+            attempt["backupKey"] = _backup_key(inst, attempt, last_good)
         retry = " (retry)" if inst.retry_requested else ""
         self._event(inst, "Normal", "RolloutStarted",
                     f"attempt {attempt['id']}{retry}: rolling out {spec.image} (from {last_good['image']})", attempt)
@@ -395,8 +394,7 @@ class Reconciler:
                                    "accessKeySecretRef, secretKeySecretRef): nothing was rolled out; "
                                    f"{attempt['fromImage']} keeps running")
             if "backupKey" not in attempt:  # an attempt started by an operator that chose it here
-                attempt["backupKey"] = builders.backup_key(owner.namespace, owner.name, last_good["image"], aid,
-                                                           attempt["startedAt"])
+                attempt["backupKey"] = _backup_key(inst, attempt, last_good)
                 self._record(inst, attempt)
             job = builders.backup_job(owner, spec, last_good["image"], aid, attempt["backupKey"], settings)
             state = self._run_job(inst, attempt, job, "BackupStarted", f"backs the database up to {attempt['backupKey']}")
@@ -510,16 +508,14 @@ class Reconciler:
     def _run_job(self, inst: Instance, attempt: dict[str, Any], job: dict[str, Any], started: str, what: str) -> On:
         """Create `job` once and say how it went. A Job of that name from another attempt is never trusted."""
         name, namespace = job["metadata"]["name"], inst.owner.namespace
-        live = self.watched.latest("Job", namespace, name)
-        if live is None and self.watched.exists("Job", namespace, name):
-            live = self.watched.read(self.kube.get("batch/v1", "Job", namespace, name))
+        live = self._read("batch/v1", "Job", namespace, name) if self.watched.exists("Job", namespace, name) else None
         if live is None:  # created without a read first: only a name taken (409) is read, to see whose it is
             live = self.kube.create(job)
-            if live is not None:
+            if live is None:
+                live = self._read("batch/v1", "Job", namespace, name)
+            else:
                 self.watched.wrote(live)
                 self._event(inst, "Normal", started, f"Job {name} {what}", attempt, key=name)
-            else:
-                live = self.watched.read(self.kube.get("batch/v1", "Job", namespace, name))
         if live is None or not _belongs(live, attempt["id"], inst.owner.uid):
             raise Waiting(f"Job {name} belongs to another attempt or AdminApi; waiting for it to be removed", 5)
         state = job_state(live)
@@ -643,6 +639,11 @@ def _all_ready(deployment: dict[str, Any]) -> bool:
     status = deployment.get("status") or {}
     return (int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
             and int(status.get("readyReplicas") or 0) >= int(status.get("replicas") or 0))
+
+
+def _backup_key(inst: Instance, attempt: dict[str, Any], last_good: dict[str, Any]) -> str:
+    return builders.backup_key(inst.owner.namespace, inst.owner.name, last_good["image"], attempt["id"],
+                               attempt["startedAt"])
 
 
 def _deployment_hash(deployment: dict[str, Any] | None) -> str | None:

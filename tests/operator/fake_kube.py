@@ -158,9 +158,6 @@ class FakeKube:
         self._store(key, new)
         return copy.deepcopy(new)
 
-    def create_if_absent(self, obj: dict[str, Any]) -> bool:
-        return self.create(obj) is not None
-
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str, key: str | None = None) -> None:
         if key is not None and any(e["key"] == key for e in self.events):
             self._request("post", "Event", code=409)
