@@ -75,9 +75,14 @@ class Kube:
                 return None
             raise
 
-    def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        return self._call("GET", _path(api_version, kind, namespace), query={"labelSelector": selector})["items"]
+    def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str],
+             from_cache: bool = False) -> list[dict[str, Any]]:
+        """`from_cache`: served from the API server's watch cache as it stands (resourceVersion=0), which may lag
+        a moment behind; a consistent list first waits for the cache to catch up with etcd."""
+        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}
+        if from_cache:
+            query["resourceVersion"] = "0"
+        return self._call("GET", _path(api_version, kind, namespace), query=query)["items"]
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str,
                    key: str | None = None) -> None:

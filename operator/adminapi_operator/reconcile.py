@@ -265,12 +265,17 @@ class Reconciler:
         """The Deployment and every API pod of the instance (listed, terminating ones included). When the
         Deployment runs `template_hash` and its own counts say every pod it has is ready, no pod can be in trouble
         and its counts tell the rest: the pods are not listed, unless `every_pod` (a terminating one counts too,
-        and they are listed now, not earlier in this reconcile)."""
+        and they are listed now, not earlier in this reconcile).
+
+        The pods come from the API server's watch cache: the Deployment's controller saw each pod change there
+        before writing the counts that woke us, and a pod shown late only delays a step. Before a restore, where
+        a pod missed would be a pod writing during it, `every_pod` reads them through to etcd."""
         template_hash = template_hash or _deployment_hash(deployment)
         if not every_pod and _deployment_hash(deployment) == template_hash and _all_ready(deployment):
             return Progress.of(deployment)
         if inst.pods is None or every_pod:
-            inst.pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name))
+            inst.pods = self.kube.list("v1", "Pod", inst.owner.namespace, builders.api_pod_labels(inst.owner.name),
+                                       from_cache=not every_pod)
         return Progress.of(deployment, inst.pods, template_hash)
 
     def _list_new_pods(self, inst: Instance, template_hash: str) -> list[dict[str, Any]]:

@@ -330,7 +330,10 @@ def requests_by_client(path: Path, windows: dict[str, tuple[float, float]]) -> d
                     if start <= received < end:
                         ref = event.get("objectRef") or {}
                         resource = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
-                        counts[what][client_of(event.get("userAgent", "")), event["verb"], resource] += 1
+                        verb = event["verb"]
+                        if verb == "list" and "resourceVersion=0" in event.get("requestURI", ""):
+                            verb = "list (cache)"  # served from the API server's watch cache, no etcd read
+                        counts[what][client_of(event.get("userAgent", "")), verb, resource] += 1
     return counts
 
 

@@ -108,6 +108,10 @@ class FakeKube:
         self._ips = itertools.count(2)
         self._uids = itertools.count(1)
         self._progress_since: dict[tuple[str, str], datetime.datetime] = {}
+        # The API server's watch cache, which a list with resourceVersion=0 reads: here the pods as they were
+        # before the controllers' last step (a real cache lags by milliseconds; one step is the worst case).
+        self.cached_pods: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.list_sources: list[str] = []  # "cache" or "etcd", one per list
 
     # --- the interface of kube.Kube -----------------------------------------------------------------
 
@@ -139,9 +143,12 @@ class FakeKube:
         obj = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
-    def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    def list(self, api_version: str, kind: str, namespace: str, labels: dict[str, str],
+             from_cache: bool = False) -> list[dict[str, Any]]:
         self._request("list", kind)
-        return [copy.deepcopy(o) for (a, k, ns, _), o in self.objects.items()
+        self.list_sources.append("cache" if from_cache else "etcd")
+        objects = self.cached_pods if from_cache and kind == "Pod" else self.objects
+        return [copy.deepcopy(o) for (a, k, ns, _), o in objects.items()
                 if (a, k, ns) == (api_version, kind, namespace) and _matches(o, labels)]
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -243,6 +250,7 @@ class FakeKube:
 
     def tick(self, seconds: float = 1.0) -> None:
         self.now += datetime.timedelta(seconds=seconds)
+        self.cached_pods = {k: copy.deepcopy(o) for k, o in self.objects.items() if k[1] == "Pod"}
         for obj in list(self.objects.values()):
             if obj["kind"] == "Deployment":
                 self._deployment_controller(obj)

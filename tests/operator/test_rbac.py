@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from kubernetes import client
@@ -119,6 +120,10 @@ def test_the_verbs_granted_are_exactly_the_verbs_used_and_none_is_refused(
     assert need - have == set()  # (also proven by the empty `refused` above)
     assert have - need == set()  # no verb the operator never uses
     assert not any(r == "secrets" and v != "create" for _, r, v in have)
+    # The pods while they come are listed from the API server's watch cache; before the restore, through to etcd.
+    pod_lists = {parse_qs(r.query).get("resourceVersion", ["(consistent)"])[0]
+                 for r in ours if r.verb == "list" and r.resource == ("", "pods")}
+    assert pod_lists == {"0", "(consistent)"}, pod_lists
 
 
 @pytest.fixture

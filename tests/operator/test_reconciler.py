@@ -163,7 +163,7 @@ def test_a_restore_uses_the_attempts_own_backup_and_only_once_every_pod_is_gone(
 
     def no_pod_left(obj):
         if obj["kind"] == "Job" and obj["metadata"]["labels"]["app.kubernetes.io/component"] == "restore":
-            seen.append(len(h.api_pods()))
+            seen.append((len(h.api_pods()), h.kube.list_sources[-1]))  # the last list read through to etcd
     h.kube.on_create.append(no_pod_left)
     for attempt, image in enumerate((B, C), start=1):
         h.kube.patch_spec(NAME, {"image": image, "podLabels": NOT_READY})
@@ -172,7 +172,7 @@ def test_a_restore_uses_the_attempts_own_backup_and_only_once_every_pod_is_gone(
         [restore] = [j for j in h.jobs("restore") if j["metadata"]["labels"]["aistreams.io/attempt"].endswith(f"-{attempt}")]
         backup = status["history"][0]["backup"]
         assert restore["spec"]["template"]["spec"]["containers"][0]["args"] == ["restore", backup]
-    assert seen == [0, 0]
+    assert seen == [(0, "etcd"), (0, "etcd")]
     h.run(lambda s: s.get("ready") == "2/2")
 
 
@@ -553,7 +553,8 @@ def test_a_steady_instance_makes_no_write_and_no_failing_request():
 def test_a_rollout_sends_each_request_once():
     """Issue 13: at 1,000 instances the API server is the bottleneck, so a rollout sends nothing twice: the attempt
     starts with one status write (its backup key chosen with it), each Job is created without a read first (a
-    POST: a taken name is a 409, and only then is it read), and a reconcile lists the pods once at most."""
+    POST: a taken name is a 409, and only then is it read), and a reconcile lists the pods once at most, from the
+    API server's watch cache."""
     h = Harness()
     h.ready()
     h.settle(3)
@@ -564,11 +565,14 @@ def test_a_rollout_sends_each_request_once():
     assert first.count(("patch", "AdminApi/status", 200)) == 1, first
     assert h.status["rollout"]["step"] == "BackingUp" and h.status["rollout"]["backupKey"]
     assert [(verb, code) for verb, kind, code in first if kind == "Job"] == [("post", 200)]
+    lists = len(h.kube.list_sources)
     while not (h.status.get("lastGoodImage") == B and h.at_rest(h.status)):
         before = len(h.kube.requests)
         h.step()
         assert [k for v, k, _ in h.kube.requests[before:] if v == "list"].count("Pod") <= 1, h.status["phase"]
         assert len(h.kube.requests) < 2000, h.status
+    # The pods while they come, from the API server's cache (one step behind in this harness): no etcd read.
+    assert set(h.kube.list_sources[lists:]) == {"cache"}
     # The backup's and the migration's, created once each; read after that (this harness runs no watch).
     assert [(verb, code) for verb, kind, code in h.kube.requests if kind == "Job" and verb != "get"] == \
         [("post", 200), ("post", 200)]
@@ -679,7 +683,7 @@ def test_a_step_the_watches_show_is_polled_seldom_and_what_they_cannot_show_ofte
     h.kube.missing_secrets.add("llm-key")  # a pod of the template cannot start: only the pod's status says so
     h.kube.patch_spec(NAME, {"image": C, **LLM_KEY})
     h.run(lambda s: s.get("phase") == "Verifying" and (s.get("rollout") or {}).get("image") == C)
-    h.settle(2)
+    h.settle(3)  # the pod is created, its kubelet says why it waits, the cache the pods are listed from shows it
     outcome = h.reconciler.reconcile(h.kube.get_adminapi("ns", NAME))
     assert "cannot be configured" in outcome.waiting.args[0] and outcome.waiting.delay == reconcile.POLL_SECONDS
 
