@@ -23,6 +23,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import asyncpg
 from pydantic import ValidationError
@@ -30,6 +31,9 @@ from sqlalchemy.engine import make_url
 
 from admin_api.backup import BackupError
 from admin_api.settings import BackupSettings, DatabaseSettings, Settings, describe_config_error
+
+if TYPE_CHECKING:  # the web stack is imported by `serve` only: the other commands start faster without it
+    from fastapi import FastAPI
 
 # Below Kubernetes' default terminationGracePeriodSeconds (30), so in-flight requests get to finish
 # and the process still exits before it is killed.
@@ -145,15 +149,22 @@ def _location(value: str) -> str:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from admin_api.core.logging import configure_logging
-    from admin_api.core.server import guarded_httptools
-    from admin_api.main import begin_shutdown, create_app
+    from admin_api.main import create_app
 
     settings = Settings()
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    run_server(create_app(settings), settings, host=args.host, port=args.port)
+    return 0
+
+
+def run_server(app: FastAPI, settings: Settings, *, host: str, port: int) -> None:
+    """`app` on uvicorn with the service's server defences (core.server) and shutdown (the benchmarks serve a
+    variant of the app with it)."""
+    import uvicorn
+
+    from admin_api.core.server import guarded_httptools
+    from admin_api.main import begin_shutdown
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: object) -> None:
@@ -164,8 +175,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         **SERVER_OPTIONS,
         # X-Forwarded-For only from the proxies in FORWARDED_ALLOW_IPS; none by default (uvicorn's own
         # default trusts loopback, which lets a same-host client choose its address).
@@ -178,13 +189,12 @@ def serve_command(args: argparse.Namespace) -> int:
         ),
     )
     Server(config).run()
-    return 0
 
 
 # uvicorn's settings shared by `serve` and the benchmarks' baseline apps.
 SERVER_OPTIONS = {
     "log_config": None,  # our JSON logging, configured by serve_command
-    "access_log": False,  # RequestContextMiddleware logs each request, with its id
+    "access_log": False,  # RequestMiddleware logs each request, with its id
     "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
 }
 

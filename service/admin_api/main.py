@@ -25,7 +25,7 @@ from admin_api.core.deps import MetricsDep
 from admin_api.core.docs import install_docs
 from admin_api.core.errors import install_exception_handlers
 from admin_api.core.metrics import Metrics
-from admin_api.core.middleware import RequestContextMiddleware, RequestGuardMiddleware
+from admin_api.core.middleware import RequestMiddleware
 from admin_api.core.redis import create_redis
 from admin_api.core.resources import Resources
 from admin_api.documents.router import PATH as DOCUMENTS_PATH
@@ -128,8 +128,9 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
-    """Outermost first; core/middleware.py explains each one. CORS only where origins are allowed: with none,
-    it has nothing to grant (preflights meet the router's 405) and would still cost every request."""
+    """Outermost first; core/middleware.py explains ours. CORS only where origins are allowed: with none, it has
+    nothing to grant (preflights meet the router's 405) and would still cost every request. It sits outside ours,
+    so that our refusals (413, 403, 415) and errors carry its headers and an allowed page can read them."""
     cors = [
         Middleware(
             CORSMiddleware,
@@ -141,10 +142,10 @@ def build_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         )
     ]
     return [
-        Middleware(RequestContextMiddleware, metrics=metrics),
         *(cors if settings.cors_origins else []),
         Middleware(
-            RequestGuardMiddleware,
+            RequestMiddleware,
+            metrics=metrics,
             max_bytes=settings.max_body_bytes,
             # The file may be MAX_UPLOAD_BYTES; the multipart framing around it a little more.
             limits_by_path={DOCUMENTS_PATH: settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},

@@ -100,4 +100,4 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(NotFound, not_found_handler)
     # Everything else that escapes the routes (unavailable backends, bugs) is answered by
-    # core.middleware.RequestGuardMiddleware, inside the security-header middleware.
+    # core.middleware.RequestMiddleware (with the security headers).

@@ -1,23 +1,21 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming responses), in two layers: each
-layer a request crosses costs every request (measured on /health/live, six layers cost a quarter of the service's
-time in-process), so concerns that sit next to each other in the stack share one.
+"""The service's one middleware layer, pure ASGI (BaseHTTPMiddleware buffers and breaks streaming responses).
 
-The stack, outermost first (see main.build_middleware):
-    RequestContextMiddleware   request id in and out, the guide's security headers (no-store on the API), request
-                               log line, HTTP metrics
-    CORSMiddleware             Starlette's, only for CORS_ORIGINS, with credentials
-    RequestGuardMiddleware     in this order:
-        error boundary         anything unhandled becomes a JSON 503/500, never a trace
-        body limit             413 for bodies over MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES), declared or streamed
-        CSRF                   cross-site writes 403, non-JSON write bodies 415 (but multipart to the upload route)
-        HEAD                   answered as GET without the body
+Every layer a request crosses costs every request (on /health/live, six layers once took a quarter of the
+service's time, two still a fifth), so what the service does around its routes is one layer, in this order:
+    request context    request id in and out, the guide's security headers (no-store on the API), request log
+                       line, HTTP metrics
+    error boundary     anything unhandled becomes a JSON 503/500, never a trace
+    body limit         413 for bodies over MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES), declared or streamed
+    CSRF               cross-site writes 403, non-JSON write bodies 415 (but multipart to the upload route)
+    HEAD               answered as GET without the body
+Starlette's CORSMiddleware, only for CORS_ORIGINS, sits outside it (see main.build_middleware).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
 from email.message import Message as MimeMessage
@@ -51,14 +49,6 @@ NO_STORE_DEFAULTS = (*HEADER_DEFAULTS, (b"cache-control", b"no-store"))
 DEFAULT_NAMES = frozenset(name for name, _ in NO_STORE_DEFAULTS)
 
 
-def _raw_header(scope: Scope, name: bytes) -> str | None:
-    """One request header's value (names are lower case in ASGI), without building a Headers object."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 class TrackedSend:
     """An ASGI `send` that notes whether the response has started: after that, no error status can be sent."""
 
@@ -72,48 +62,131 @@ class TrackedSend:
         await self._send(message)
 
 
-class RequestContextMiddleware:
-    """Gives each request an id (the client's X-Request-ID when it is sane), adds the deployment guide's security
-    headers to every response (kept where a route set its own) and `Cache-Control: no-store` on API and health
-    responses, logs one line per request and records the HTTP metrics by route template."""
+class RequestBodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit. An HTTPException so FastAPI's body
+    reader lets it through (it wraps other exceptions into a 400) and answers it as JSON."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, no_store_prefixes: Iterable[str] = ("/api/", "/health")) -> None:
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="Request body too large.")
+
+
+class RequestMiddleware:
+    """What every request gets, what the routes must never see, and what they must never show.
+
+    - Context: an id for each request (the client's X-Request-ID when it is sane), in the log's context and in the
+      response; the deployment guide's security headers on every response (kept where a route set its own) and
+      `Cache-Control: no-store` on API and health responses; one log line per request and the HTTP metrics, by
+      route template.
+    - Error boundary: an exception that escaped the routes becomes JSON, 503 when a backing service (PostgreSQL,
+      Redis) is unreachable, 500 otherwise. The trace goes to the log, never to the client.
+    - Body limit: 413 when Content-Length says the body is too large (before reading it), or when a body without a
+      length (chunked) grows past the limit while the app reads it. `limits_by_path`: other limits for exact paths
+      (the document upload).
+    - CSRF: cookie-authenticated writes must come from our own site or an allowed origin, as JSON. Browsers send
+      `Origin` (and `Sec-Fetch-Site`) on every cross-site write; an HTML form or a "simple" fetch from another site
+      cannot send `application/json` without a CORS preflight, which CORSMiddleware only grants to CORS_ORIGINS.
+      Clients that send neither header (curl, the guide's smoke tests, server-to-server) are not browsers and
+      cannot carry a victim's cookie: allowed. `multipart_paths` (the document upload) take multipart/form-data
+      instead (the route checks it), which an HTML form can send cross-site: there the origin check refuses it.
+    - HEAD wherever GET exists (RFC 9110 asks for it; FastAPI routes only list GET): the GET route runs and its
+      headers are sent, its body is not.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_bytes: int,
+        allowed_origins: Iterable[str],
+        limits_by_path: Mapping[str, int] | None = None,
+        api_prefix: str = "/api/",
+        multipart_paths: Iterable[str] = (),
+        no_store_prefixes: Iterable[str] = ("/api/", "/health"),
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_bytes = max_bytes
+        self.limits_by_path = dict(limits_by_path or {})
+        self.allowed_origins = frozenset(allowed_origins)
+        self.api_prefix = api_prefix
+        self.multipart_paths = frozenset(multipart_paths)
         self.no_store_prefixes = tuple(no_store_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        incoming = _raw_header(scope, b"x-request-id")
+        incoming = declared = chunked = None  # the three request headers read here, in one pass (the first of each)
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and incoming is None:
+                incoming = value.decode("latin-1")
+            elif name == b"content-length" and declared is None:
+                declared = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = value
         request_id = incoming if incoming and REQUEST_ID_PATTERN.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         defaults = NO_STORE_DEFAULTS if scope["path"].startswith(self.no_store_prefixes) else HEADER_DEFAULTS
         request_id_header = (b"x-request-id", request_id.encode())
-        status = 500
+        status = None  # the response's, once it started: after that no error status can be sent
         started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                if present.isdisjoint(DEFAULT_NAMES):
-                    headers += defaults
+                headers = message.get("headers", ())
+                present = [name for name, _ in headers]  # lower case, as ASGI asks
+                if DEFAULT_NAMES.isdisjoint(present):
+                    message["headers"] = [*headers, *defaults, request_id_header]
                 else:  # a route set its own (the page's CSP): it wins
-                    headers += [header for header in defaults if header[0] not in present]
-                headers.append(request_id_header)
-                message["headers"] = headers
+                    ours = [header for header in defaults if header[0] not in present]
+                    message["headers"] = [*headers, *ours, request_id_header]
             await send(message)
 
+        # A body without a declared length is counted as the app reads it; one of the declared length the server
+        # never exceeds: nothing to count.
+        limited = receive if chunked is None else _limited(receive, self._max_bytes(scope))
         try:
-            await self.app(scope, receive, send_with_headers)
+            refusal = self._refusal(scope, declared)
+            if refusal is not None:
+                await _json_error(*refusal, scope, receive, send_with_headers)
+            elif scope["method"] == "HEAD":
+                await _head_as_get(self.app, scope, limited, send_with_headers)
+            else:
+                await self.app(scope, limited, send_with_headers)
+        except RequestBodyTooLarge:
+            if status is not None:
+                raise
+            await _json_error(413, "Request body too large.", scope, receive, send_with_headers)
+        except Exception as exc:
+            if status is not None:  # too late for an error status; let the server close the connection
+                raise
+            if is_unavailable(exc):
+                log.warning("backing service unavailable", extra={"error": type(exc).__name__})
+                response = unavailable_response()
+            else:
+                log.exception("unhandled error")
+                response = internal_error_response()
+            await response(scope, receive, send_with_headers)
         finally:
-            elapsed = time.perf_counter() - started
-            self._record(scope, status, elapsed)
+            self._record(scope, 500 if status is None else status, time.perf_counter() - started)
             request_id_var.reset(token)
+
+    def _max_bytes(self, scope: Scope) -> int:
+        return self.limits_by_path.get(scope["path"], self.max_bytes)
+
+    def _refusal(self, scope: Scope, declared: str | None) -> tuple[int, str] | None:
+        """Why the request is refused before the app sees it (a declared body too large, CSRF), if it is."""
+        if declared is not None:
+            if not declared.isdigit():
+                return 400, "Invalid Content-Length."
+            if int(declared) > self._max_bytes(scope):
+                return 413, "Request body too large."
+        if scope["method"] in UNSAFE_METHODS and scope["path"].startswith(self.api_prefix):
+            return self._csrf_refusal(scope)
+        return None
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = scope.get("route")
@@ -135,92 +208,6 @@ class RequestContextMiddleware:
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
-
-
-class RequestBodyTooLarge(HTTPException):
-    """Raised from `receive` when a streamed body passes the limit. An HTTPException so FastAPI's body
-    reader lets it through (it wraps other exceptions into a 400) and answers it as JSON."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=413, detail="Request body too large.")
-
-
-class RequestGuardMiddleware:
-    """What the routes must never see, and what they must never show.
-
-    - Error boundary: an exception that escaped the routes becomes JSON, 503 when a backing service (PostgreSQL,
-      Redis) is unreachable, 500 otherwise. The trace goes to the log, never to the client.
-    - Body limit: 413 when Content-Length says the body is too large (before reading it), or when a body without a
-      length (chunked) grows past the limit while the app reads it. `limits_by_path`: other limits for exact paths
-      (the document upload).
-    - CSRF: cookie-authenticated writes must come from our own site or an allowed origin, as JSON. Browsers send
-      `Origin` (and `Sec-Fetch-Site`) on every cross-site write; an HTML form or a "simple" fetch from another site
-      cannot send `application/json` without a CORS preflight, which CORSMiddleware only grants to CORS_ORIGINS.
-      Clients that send neither header (curl, the guide's smoke tests, server-to-server) are not browsers and
-      cannot carry a victim's cookie: allowed. `multipart_paths` (the document upload) take multipart/form-data
-      instead (the route checks it), which an HTML form can send cross-site: there the origin check refuses it.
-    - HEAD wherever GET exists (RFC 9110 asks for it; FastAPI routes only list GET): the GET route runs and its
-      headers are sent, its body is not.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        allowed_origins: Iterable[str],
-        limits_by_path: Mapping[str, int] | None = None,
-        api_prefix: str = "/api/",
-        multipart_paths: Iterable[str] = (),
-    ) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.limits_by_path = dict(limits_by_path or {})
-        self.allowed_origins = frozenset(allowed_origins)
-        self.api_prefix = api_prefix
-        self.multipart_paths = frozenset(multipart_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        tracked = TrackedSend(send)
-        try:
-            await self._guarded(scope, receive, tracked)
-        except RequestBodyTooLarge:
-            if tracked.response_started:
-                raise
-            await _json_error(413, "Request body too large.", scope, receive, send)
-        except Exception as exc:
-            if tracked.response_started:  # too late for an error status; let the server close the connection
-                raise
-            if is_unavailable(exc):
-                log.warning("backing service unavailable", extra={"error": type(exc).__name__})
-                response = unavailable_response()
-            else:
-                log.exception("unhandled error")
-                response = internal_error_response()
-            await response(scope, receive, send)
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        max_bytes = self.limits_by_path.get(scope["path"], self.max_bytes)
-        declared = _raw_header(scope, b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                return await _json_error(400, "Invalid Content-Length.", scope, receive, send)
-            if int(declared) > max_bytes:
-                return await _json_error(413, "Request body too large.", scope, receive, send)
-        if _raw_header(scope, b"transfer-encoding") is not None:
-            # A body without a declared length: counted as the app reads it. One of the declared length the server
-            # never exceeds: nothing to count.
-            receive = _limited(receive, max_bytes)
-
-        method = scope["method"]
-        if method in UNSAFE_METHODS and scope["path"].startswith(self.api_prefix):
-            refusal = self._csrf_refusal(scope)
-            if refusal is not None:
-                return await _json_error(*refusal, scope, receive, send)
-        elif method == "HEAD":
-            return await _head_as_get(self.app, scope, receive, send)
-        await self.app(scope, receive, send)
 
     def _csrf_refusal(self, scope: Scope) -> tuple[int, str] | None:
         headers = Headers(scope=scope)

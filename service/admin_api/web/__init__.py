@@ -2,7 +2,7 @@
 
 No build step and no external assets. The files are read once and served from memory by a small router,
 each with a Content-Security-Policy that allows only this origin (no inline script or style, no
-framing); RequestContextMiddleware keeps a header a route set and adds the rest.
+framing); core.middleware keeps a header a route set and adds the rest.
 """
 
 from __future__ import annotations

@@ -150,6 +150,23 @@ async def test_cors_only_for_configured_origins(user_client):
     assert "access-control-allow-origin" not in refused.headers
 
 
+async def test_allowed_pages_can_read_refusals_and_errors(failing_app, user_client):
+    """CORS sits outside our middleware: its headers are on our own refusals and errors too, so an allowed page
+    can read what went wrong and the request id to report."""
+    allowed = {"Origin": ALLOWED_ORIGIN}
+    responses = [
+        await user_client.post("/api/v1/history/list", content=b"{}", headers={**allowed, "Content-Type": "text/plain"}),
+        await user_client.get("/api/v1/test/bug", headers=allowed),
+        await user_client.get("/api/v1/test/database-gone", headers=allowed),
+    ]
+    assert [response.status_code for response in responses] == [415, 500, 503]
+    for response in responses:
+        assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+        exposed = {name.strip().lower() for name in response.headers["access-control-expose-headers"].split(",")}
+        assert "x-request-id" in exposed and response.headers["x-request-id"]
+        _assert_guide_headers(response)
+
+
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None]
 )
