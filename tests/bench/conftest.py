@@ -7,6 +7,7 @@ this pytest process is the load generator. The figures go into one report, print
     llm             the OpenAI-wire test server, a process of its own (tests/bench/llm_server.py)
     service         `admin-api serve` on that database, Redis and LLM
     bare            the baseline app (tests/bench/bare_app.py) on the same settings and backing services
+    unwrapped       the service's app without its middleware on its own server (tests/bench/unwrapped_app.py)
     documents_env   service's settings with documents on: S3 (SeaweedFS), the local embedding model, an
                     embedded Qdrant store of the session's own (QDRANT_PATH)
     documents_service  `admin-api serve` on documents_env (a process of its own: `service` stays as it was)
@@ -121,6 +122,13 @@ def service(server_env: dict[str, str]) -> Iterator[ServeProcess]:
 @pytest.fixture(scope="session")
 def bare(server_env: dict[str, str]) -> Iterator[ServeProcess]:
     server = _start("bare", server_env, "tests.bench.bare_app")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def unwrapped(server_env: dict[str, str]) -> Iterator[ServeProcess]:
+    server = _start("unwrapped", server_env, "tests.bench.unwrapped_app")
     yield server
     server.stop()
 

@@ -82,10 +82,11 @@ def latency(report: Report, what: str, ours: Stats, base: Stats, baseline_is: st
                       {"ours": ours.as_json(), "baseline": base.as_json()}))
 
 
-def server_cpu(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str) -> None:
+def server_cpu(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, *,
+               compare_by: str = "ratio") -> None:
     """The servers' own CPU per request, from the same rounds (compare(..., servers=...))."""
     report.add(Figure(f"{what}, server CPU per request", ours.cpu_us_per_request, base.cpu_us_per_request, "us",
-                      baseline_is, "ratio", details={"ours": ours.as_json(), "baseline": base.as_json()}))
+                      baseline_is, compare_by, details={"ours": ours.as_json(), "baseline": base.as_json()}))
 
 
 def throughput(report: Report, what: str, ours: Stats, base: Stats, baseline_is: str, target: float | None = None):

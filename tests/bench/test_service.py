@@ -3,6 +3,7 @@ asserted: the machine is shared and noisy, only same-run ratios mean anything).
 
 - chat/send, JSON and streamed, against the same LLM server called directly with the same prompt;
 - /health/live and auth/me against a bare FastAPI app on the same server settings (tests/bench/bare_app.py);
+  /health/live also on the service's own app without its middleware (tests/bench/unwrapped_app.py): the gap's split;
 - history list (page 1, a deep page by offset and by cursor) and detail, 10,000 conversations of one user in
   a table of 1,000,000, against the bare queries on the same pool behind the same bare app.
 """
@@ -120,21 +121,29 @@ async def test_history(service, bare, users, pool, bench_report):
 # ---- health and auth ------------------------------------------------------------------------------------
 
 
-async def test_health_and_auth(service, bare, users, bench_report):
+async def test_health_and_auth(service, bare, unwrapped, users, bench_report):
     cookie = users["history"][0].cookie
     bare_app = "bare FastAPI app, same server settings"
-    servers = (service.process.pid, bare.process.pid)
-    ours, base = await compare(get(f"{service.base_url}/health/live"), get(f"{bare.base_url}/health/live"),
-                               count=3000, concurrency=16, servers=servers)
-    throughput(bench_report, "/health/live, 16 connections", ours, base, bare_app, target=0.9)
-    server_cpu(bench_report, "/health/live, 16 connections", ours, base, bare_app)
-    latency(bench_report, "/health/live, 16 connections", ours, base, bare_app)
+    live = "/health/live, 16 connections"
+    ours, middle, base = await compare(
+        get(f"{service.base_url}/health/live"), get(f"{unwrapped.base_url}/health/live"),
+        get(f"{bare.base_url}/health/live"),
+        count=9000, concurrency=16, servers=(service.process.pid, unwrapped.process.pid, bare.process.pid))
+    throughput(bench_report, live, ours, base, bare_app, target=0.9)
+    server_cpu(bench_report, live, ours, base, bare_app)
+    latency(bench_report, live, ours, base, bare_app)
+    # Where the gap is: the service's app without its middleware, on its own server, between the two.
+    without = f"{live}: the service without its middleware"
+    throughput(bench_report, without, middle, base, bare_app)
+    server_cpu(bench_report, without, middle, base, bare_app)
+    server_cpu(bench_report, f"{live}: the middleware's share", ours, middle, "the service without its middleware",
+               compare_by="delta")
     ours, base = await compare(get(f"{service.base_url}/api/v1/auth/me", cookie),
                                get(f"{bare.base_url}/api/v1/auth/me", cookie), count=300)
     latency(bench_report, "auth/me, 1 user", ours, base, f"{bare_app} + the session's Redis GETEX")
     ours, base = await compare(get(f"{service.base_url}/api/v1/auth/me", cookie),
                                get(f"{bare.base_url}/api/v1/auth/me", cookie), count=2000, concurrency=16,
-                               servers=servers)
+                               servers=(service.process.pid, bare.process.pid))
     throughput(bench_report, "auth/me, 16 connections", ours, base, f"{bare_app} + the session's Redis GETEX")
     server_cpu(bench_report, "auth/me, 16 connections", ours, base, f"{bare_app} + the session's Redis GETEX")
 
