@@ -8,7 +8,6 @@ same SQL and one Redis round trip for the session.
 
 from __future__ import annotations
 
-import argparse
 import json
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from admin_api.core.redis import create_redis
 from admin_api.history import repository
 from admin_api.history.cursor import decode_cursor
 from admin_api.settings import Settings
+from tests.support.serve import serve_arguments
 
 PAGE = Settings.model_fields["history_messages_page_size"].default  # history/detail's page, as the service's
 
@@ -102,11 +102,7 @@ def create_bare_app(settings: Settings) -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve"])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = serve_arguments()
     uvicorn.run(create_bare_app(Settings()), host=args.host, port=args.port, **SERVER_OPTIONS)
 
 

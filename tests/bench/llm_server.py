@@ -9,12 +9,11 @@ tests/support/serve.py can wait for it like for any other server.
 
 from __future__ import annotations
 
-import argparse
-
 import uvicorn
 
 from admin_api.cli import SERVER_OPTIONS
 from tests.support.openai_server import OpenAIServer
+from tests.support.serve import serve_arguments
 
 # 32 words: 32 content chunks per stream, enough to see a per-token cost.
 ANSWER = " ".join(f"word{n}" for n in range(32))
@@ -36,11 +35,7 @@ class BenchLLM:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve"])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = serve_arguments()
     uvicorn.run(BenchLLM(), host=args.host, port=args.port, lifespan="off", **SERVER_OPTIONS)
 
 

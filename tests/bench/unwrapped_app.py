@@ -7,20 +7,15 @@ cost into its middleware's share and the rest (the server's defences, the routes
 
 from __future__ import annotations
 
-import argparse
-
 from admin_api.cli import run_server
 from admin_api.core.logging import configure_logging
 from admin_api.main import create_app
 from admin_api.settings import Settings
+from tests.support.serve import serve_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve"])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = serve_arguments()
     settings = Settings()
     configure_logging(settings.log_level)
     app = create_app(settings)

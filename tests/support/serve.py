@@ -3,6 +3,7 @@ real server (SIGTERM handling, faults under load, the browser, the operator's he
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -49,6 +50,16 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def serve_arguments() -> argparse.Namespace:
+    """The `serve --host H --port P` command line that start_serve runs, for the programs it starts besides
+    `admin-api serve` (the benchmarks' baselines and test servers)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    return parser.parse_args()
 
 
 def start_serve(env: dict[str, str], log_dir: Path, module: str = "admin_api.cli") -> ServeProcess:
