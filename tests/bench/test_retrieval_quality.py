@@ -91,7 +91,8 @@ async def test_retrieval_quality(mode, chunking, chunk_env, tmp_path, database_u
            "LLM_MODEL": "test-model", "COOKIE_SECURE": "false", **s3_server.env(f"bench-{uuid.uuid4().hex[:12]}"),
            "EMBEDDING_MODEL_ENDPOINT": embeddings_server.url, "EMBEDDING_MODEL": embeddings_server.model,
            "QDRANT_PATH": str(tmp_path / "qdrant"), "RETRIEVAL_MODE": mode, "RETRIEVAL_TOP_K": str(TOP_K),
-           "INGESTION_POLL_SECONDS": "0.2", **chunk_env}
+           "INGESTION_POLL_SECONDS": "0.2", **chunk_env,
+           "CHAT_RATE_LIMIT": "1000"}  # 40 questions in a row from one user: over the default 30 a minute
     user = await make_user()
     async with serving_async(env, tmp_path) as server, httpx.AsyncClient(base_url=server.base_url, timeout=300) as http:
         await login(http, user.username, user.password)
