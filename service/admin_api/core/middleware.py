@@ -1,7 +1,7 @@
 """The service's one middleware layer, pure ASGI (BaseHTTPMiddleware buffers and breaks streaming responses).
 
-Every layer a request crosses costs every request (on /health/live, six layers once took a quarter of the
-service's time, two still a fifth), so what the service does around its routes is one layer, in this order:
+Every layer a request crosses costs every request (in process on /health/live, six layers once took a quarter of
+the service's time, two a fifth, this one an eighth), so what the service does around its routes is one layer:
     request context    request id in and out, the guide's security headers (no-store on the API), request log
                        line, HTTP metrics
     error boundary     anything unhandled becomes a JSON 503/500, never a trace
